@@ -1,0 +1,39 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   install, fine-tune the embedded default base model on the bundled demo set, serve it
+#   make test   install, then run the whole test suite
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+# CPU-only machines are pinned to the CPU wheel of torch (the default index would pull
+# gigabytes of CUDA packages); machines with an NVIDIA driver take pyproject's range.
+# Override with `make install TORCH_SPEC="torch==X.Y.Z"` or TORCH_SPEC= to skip.
+TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 || echo "torch==2.13.0")
+DEMO_OUT ?= outputs/demo
+PYTEST_ARGS ?=
+
+.PHONY: install test lint demo demo-train serve clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	@if [ -n "$(TORCH_SPEC)" ]; then echo "installing $(TORCH_SPEC) (CPU machine)"; $(PY) -m pip install --quiet "$(TORCH_SPEC)"; fi
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+test: install
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+demo-train: install
+	$(VENV)/bin/attnlens train configs/demo.yaml output.dir=$(DEMO_OUT)
+
+demo: demo-train
+	@echo "model written to $(DEMO_OUT)/best"
+
+clean:
+	rm -rf $(VENV) outputs runs .pytest_cache .ruff_cache

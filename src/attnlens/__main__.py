@@ -1,0 +1,5 @@
+import sys
+
+from attnlens.cli import main
+
+sys.exit(main())

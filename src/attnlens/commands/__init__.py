@@ -1,0 +1,1 @@
+"""Subcommands of the `attnlens` CLI; each module exposes `register(subparsers)`."""
