@@ -1,0 +1,293 @@
+"""BERT, top to bottom: embeddings, attention, layer, encoder, pooler, classification head.
+
+Submodule names equal the state-dict keys of Hugging Face checkpoints
+(`embeddings.word_embeddings`, `encoder.layer.{i}.attention.self.query`, ..., `pooler.dense`,
+`classifier`), so loading is a strict `load_state_dict` after a few explicit renames (see
+`attnlens.checkpoint`). The arithmetic follows `transformers`' BERT operation for operation
+(post-LayerNorm residual blocks, exact-erf GELU, tanh pooler over [CLS]), which is what lets the
+parity tests demand 1e-5 agreement.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attnlens.attention import merge_heads, scaled_dot_product_attention, split_heads
+from attnlens.config import BertConfig
+from attnlens.errors import InputError
+
+logger = logging.getLogger("attnlens")
+
+AttentionHook = Callable[[int, Tensor], None]
+"""Called as hook(layer_index, probs) with probs (batch, heads, q_len, k_len) during forward."""
+
+_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "gelu": F.gelu,
+    "relu": F.relu,
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "silu": F.silu,
+    "swish": F.silu,
+}
+
+
+@dataclass
+class BertModelOutput:
+    last_hidden_state: Tensor  # (batch, seq, hidden)
+    pooler_output: Tensor | None  # (batch, hidden)
+    hidden_states: tuple[Tensor, ...] | None = None  # num_layers + 1 x (batch, seq, hidden)
+    attentions: tuple[Tensor, ...] | None = None  # num_layers x (batch, heads, seq, seq)
+
+
+@dataclass
+class SequenceClassifierOutput:
+    logits: Tensor  # (batch, num_labels)
+    hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None
+
+
+class BertEmbeddings(nn.Module):
+    """word + absolute position + token type embeddings, then LayerNorm and dropout."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size,
+                                            padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids: Tensor, token_type_ids: Tensor) -> Tensor:
+        seq_len = input_ids.shape[1]
+        positions = torch.arange(seq_len, device=input_ids.device)[None, :]  # (1, seq)
+        embeddings = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
+        embeddings = embeddings + self.position_embeddings(positions)
+        return self.dropout(self.LayerNorm(embeddings))  # (batch, seq, hidden)
+
+
+class BertSelfAttention(nn.Module):
+    """Multi-head self-attention; probabilities are computed only when someone needs them."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout_p = config.attention_probs_dropout_prob
+
+    def forward(self, hidden: Tensor, mask: Tensor | None, need_weights: bool) -> tuple[Tensor, Tensor | None]:
+        q = split_heads(self.query(hidden), self.num_heads)  # (batch, heads, seq, head_dim)
+        k = split_heads(self.key(hidden), self.num_heads)
+        v = split_heads(self.value(hidden), self.num_heads)
+        context, probs = scaled_dot_product_attention(
+            q, k, v, mask, dropout_p=self.dropout_p if self.training else 0.0, need_weights=need_weights
+        )
+        return merge_heads(context), probs  # (batch, seq, hidden), (batch, heads, seq, seq)
+
+
+class BertSelfOutput(nn.Module):
+    """Projection back to the residual stream, then the post-LN residual connection."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden: Tensor, residual: Tensor) -> Tensor:
+        return self.LayerNorm(self.dropout(self.dense(hidden)) + residual)
+
+
+class BertAttention(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.self = BertSelfAttention(config)
+        self.output = BertSelfOutput(config)
+
+    def forward(self, hidden: Tensor, mask: Tensor | None, need_weights: bool) -> tuple[Tensor, Tensor | None]:
+        context, probs = self.self(hidden, mask, need_weights)
+        return self.output(context, hidden), probs
+
+
+class BertIntermediate(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.activation = _ACTIVATIONS[config.hidden_act]
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        return self.activation(self.dense(hidden))  # (batch, seq, intermediate)
+
+
+class BertOutput(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden: Tensor, residual: Tensor) -> Tensor:
+        return self.LayerNorm(self.dropout(self.dense(hidden)) + residual)
+
+
+class BertLayer(nn.Module):
+    """One post-LN Transformer block: attention, then the feed-forward network."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.attention = BertAttention(config)
+        self.intermediate = BertIntermediate(config)
+        self.output = BertOutput(config)
+
+    def forward(self, hidden: Tensor, mask: Tensor | None, need_weights: bool) -> tuple[Tensor, Tensor | None]:
+        attended, probs = self.attention(hidden, mask, need_weights)
+        return self.output(self.intermediate(attended), attended), probs
+
+
+class BertEncoder(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
+
+    def forward(self, hidden: Tensor, mask: Tensor | None, *, output_attentions: bool,
+                output_hidden_states: bool, attention_hook: AttentionHook | None
+                ) -> tuple[Tensor, tuple[Tensor, ...] | None, tuple[Tensor, ...] | None]:
+        all_hidden = [hidden] if output_hidden_states else None
+        all_attentions = [] if output_attentions else None
+        need_weights = output_attentions or attention_hook is not None
+        for index, layer in enumerate(self.layer):
+            hidden, probs = layer(hidden, mask, need_weights)
+            if attention_hook is not None:
+                attention_hook(index, probs)
+            if all_attentions is not None:
+                all_attentions.append(probs)
+            if all_hidden is not None:
+                all_hidden.append(hidden)
+        return (hidden,
+                tuple(all_hidden) if all_hidden is not None else None,
+                tuple(all_attentions) if all_attentions is not None else None)
+
+
+class BertPooler(nn.Module):
+    """tanh(W h_[CLS] + b): the sentence vector BERT's pre-training taught to summarise."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.activation = nn.Tanh()
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        return self.activation(self.dense(hidden[:, 0]))  # (batch, hidden)
+
+
+class BertPreTrainedModel(nn.Module):
+    """Weight initialisation plus `from_pretrained` / `save_pretrained` (see attnlens.checkpoint)."""
+
+    config: BertConfig
+    base_model_prefix = "bert"
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # Same scheme as `transformers`, so a fresh head trains the way users expect.
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.padding_idx is not None:
+                with torch.no_grad():
+                    module.weight[module.padding_idx].zero_()
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, *, revision: str | None = None,
+                        num_labels: int | None = None, id2label: dict[int, str] | None = None,
+                        local_files_only: bool | None = None, cache_dir: str | Path | None = None):
+        """Load a local folder, a Hub repo id (optionally at `revision`), or DEFAULT_BASE_MODEL."""
+        from attnlens.checkpoint import load_pretrained
+
+        return load_pretrained(cls, name_or_path, revision=revision, num_labels=num_labels,
+                               id2label=id2label, local_files_only=local_files_only, cache_dir=cache_dir)
+
+    def save_pretrained(self, directory: str | Path, tokenizer=None) -> Path:
+        """Write config.json, model.safetensors (HF key names) and the tokenizer's files."""
+        from attnlens.checkpoint import save_pretrained
+
+        return save_pretrained(self, directory, tokenizer=tokenizer)
+
+
+def _check_inputs(input_ids: Tensor, config: BertConfig) -> None:
+    if input_ids.dim() != 2:
+        raise InputError(f"input_ids must be (batch, seq), got shape {tuple(input_ids.shape)}")
+    if input_ids.shape[1] > config.max_position_embeddings:
+        raise InputError(
+            f"sequence of {input_ids.shape[1]} tokens exceeds max_position_embeddings="
+            f"{config.max_position_embeddings}; truncate the input"
+        )
+
+
+class BertModel(BertPreTrainedModel):
+    def __init__(self, config: BertConfig, add_pooling_layer: bool = True) -> None:
+        super().__init__()
+        self.config = config
+        self.embeddings = BertEmbeddings(config)
+        self.encoder = BertEncoder(config)
+        self.pooler = BertPooler(config) if add_pooling_layer else None
+        self.apply(self._init_weights)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+                token_type_ids: Tensor | None = None, output_attentions: bool = False,
+                output_hidden_states: bool = False, attention_hook: AttentionHook | None = None
+                ) -> BertModelOutput:
+        _check_inputs(input_ids, self.config)
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        # An all-ones mask changes nothing; dropping it lets the fused kernel take its fastest path.
+        mask = None
+        if attention_mask is not None and not bool(attention_mask.all()):
+            mask = attention_mask.bool()[:, None, None, :]  # (batch, 1, 1, seq)
+        hidden = self.embeddings(input_ids, token_type_ids)
+        hidden, all_hidden, all_attentions = self.encoder(
+            hidden, mask, output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states, attention_hook=attention_hook,
+        )
+        pooled = self.pooler(hidden) if self.pooler is not None else None
+        return BertModelOutput(hidden, pooled, all_hidden, all_attentions)
+
+
+class BertForSequenceClassification(BertPreTrainedModel):
+    """BERT + dropout + linear head over the pooled [CLS] vector."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config)
+        dropout = config.classifier_dropout
+        self.dropout = nn.Dropout(config.hidden_dropout_prob if dropout is None else dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self._init_weights(self.classifier)
+
+    @property
+    def num_labels(self) -> int:
+        return self.config.num_labels
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+                token_type_ids: Tensor | None = None, output_attentions: bool = False,
+                output_hidden_states: bool = False, attention_hook: AttentionHook | None = None
+                ) -> SequenceClassifierOutput:
+        outputs = self.bert(input_ids, attention_mask, token_type_ids, output_attentions,
+                            output_hidden_states, attention_hook)
+        logits = self.classifier(self.dropout(outputs.pooler_output))  # (batch, num_labels)
+        return SequenceClassifierOutput(logits, outputs.hidden_states, outputs.attentions)
