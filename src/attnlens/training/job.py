@@ -1,0 +1,444 @@
+"""The fine-tuning job: one function per stage, `run_job` reads like the table of contents.
+
+The same code runs as `python training/train.py`, `attnlens train` (one process) and under
+`accelerate launch` / `torchrun` (DDP over any number of processes and machines): Accelerate decides
+the world, this module never branches on it except to let the main process do the file system work.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.utils import ProjectConfiguration, set_seed
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from attnlens import DEFAULT_BASE_MODEL, BertForSequenceClassification, load_tokenizer
+from attnlens.errors import AttnlensError
+from attnlens.training.batching import LengthGroupedSampler, PaddingCollator, sorted_by_length
+from attnlens.training.checkpointing import (
+    JobState,
+    all_finite,
+    remove_checkpoints,
+    remove_unfinished_checkpoints,
+    resolve_resume,
+    save_checkpoint,
+)
+from attnlens.training.config import JobConfig
+from attnlens.training.data import load_examples, tokenize_examples
+from attnlens.training.hub_push import preflight_push, push_model
+from attnlens.training.metrics import ClassificationMetrics
+from attnlens.training.model_card import jsonable, render_model_card, write_model_card
+from attnlens.training.optim import build_optimizer, build_scheduler
+
+METRICS_FILE = "metrics.json"
+BEST_MODEL_DIR = "best"
+
+
+class TrainingDivergedError(AttnlensError):
+    """The loss or the gradients stopped being finite numbers; the message names the step."""
+
+
+@dataclass
+class Datasets:
+    train: datasets.Dataset
+    validation: datasets.Dataset
+
+
+def base_model_path(config: JobConfig) -> str:
+    return DEFAULT_BASE_MODEL if config.model.base_model == "default" else config.model.base_model
+
+
+def resolve_mixed_precision(requested: str) -> str:
+    """`auto` -> bf16 where the hardware has it (recent CUDA GPUs), full precision elsewhere."""
+    if requested != "auto":
+        return requested
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "no"
+
+
+def build_accelerator(config: JobConfig) -> Accelerator:
+    output_dir = Path(config.output.dir)
+    return Accelerator(
+        mixed_precision=resolve_mixed_precision(config.training.mixed_precision),
+        gradient_accumulation_steps=config.training.gradient_accumulation_steps,
+        log_with=config.output.log_with,
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+
+
+def load_datasets(config: JobConfig, accelerator: Accelerator) -> Datasets:
+    """Read and validate both splits before any weights are loaded: bad rows fail in seconds."""
+    data = config.data
+    columns = (data.text_column, data.label_column, data.label_names)
+    with accelerator.main_process_first():
+        train = load_examples(data.train, data.train_split, data.dataset_config, *columns)
+        if data.validation is not None:
+            validation = load_examples(data.validation, data.validation_split, data.dataset_config, *columns)
+        else:
+            split = train.train_test_split(
+                test_size=data.validation_fraction, seed=config.training.seed, shuffle=True
+            )
+            train, validation = split["train"], split["test"]
+    return Datasets(train=train, validation=validation)
+
+
+def build_model(config: JobConfig) -> BertForSequenceClassification:
+    id2label = dict(enumerate(config.data.label_names))
+    model = BertForSequenceClassification.from_pretrained(
+        base_model_path(config),
+        revision=config.model.revision,
+        num_labels=len(id2label),
+        id2label=id2label,
+    )
+    if config.model.dropout is not None:
+        for module in model.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = config.model.dropout
+        for self_attention in (m for m in model.modules() if hasattr(m, "dropout_p")):
+            self_attention.dropout_p = config.model.dropout
+    return model
+
+
+def effective_max_length(config: JobConfig, model: BertForSequenceClassification) -> int:
+    return min(config.model.max_length, model.config.max_position_embeddings)
+
+
+def tokenize_datasets(
+    raw: Datasets, tokenizer: Any, max_length: int, accelerator: Accelerator
+) -> Datasets:
+    with accelerator.main_process_first():
+        return Datasets(
+            train=tokenize_examples(raw.train, tokenizer, max_length),
+            validation=tokenize_examples(raw.validation, tokenizer, max_length),
+        )
+
+
+def build_dataloaders(
+    tokenized: Datasets, tokenizer: Any, config: JobConfig
+) -> tuple[DataLoader, DataLoader]:
+    """Length-grouped training batches, longest-first evaluation batches, both dynamically padded.
+
+    Each loader gets a private `torch.Generator`: PyTorch draws a base seed for every new iterator,
+    and drawing it from the global RNG would shift the dropout stream of a resumed run.
+    """
+    training = config.training
+    collator = PaddingCollator(tokenizer.pad_token_id)
+    train_sampler = LengthGroupedSampler(
+        tokenized.train["length"], training.batch_size, training.seed, group_by_length=training.group_by_length
+    )
+    train_loader = DataLoader(
+        tokenized.train.with_format(columns=["input_ids", "labels"]),
+        batch_size=training.batch_size,
+        sampler=train_sampler,
+        collate_fn=collator,
+        generator=torch.Generator().manual_seed(training.seed),
+    )
+    eval_loader = DataLoader(
+        tokenized.validation.with_format(columns=["input_ids", "labels"]),
+        batch_size=training.eval_batch_size,
+        sampler=sorted_by_length(tokenized.validation["length"]),
+        collate_fn=collator,
+        generator=torch.Generator().manual_seed(training.seed),
+    )
+    return train_loader, eval_loader
+
+
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits.float(), labels)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, loader: DataLoader, accelerator: Accelerator, metrics: ClassificationMetrics
+) -> dict[str, float]:
+    """Metrics over the whole split; `gather_for_metrics` drops the samples Accelerate duplicated to
+    even out the last batch, so N processes report exactly what one process would."""
+    was_training = model.training
+    model.eval()
+    predictions: list[int] = []
+    references: list[int] = []
+    loss_sum = 0.0
+    for batch in loader:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        losses = F.cross_entropy(logits.float(), batch["labels"], reduction="none")
+        predicted, labels, losses = accelerator.gather_for_metrics(
+            (logits.argmax(dim=-1), batch["labels"], losses)
+        )
+        predictions.extend(predicted.tolist())
+        references.extend(labels.tolist())
+        loss_sum += float(losses.double().sum())
+    model.train(was_training)
+    results = metrics.compute(predictions, references)
+    results["loss"] = loss_sum / max(1, len(references))
+    results["num_examples"] = len(references)
+    return results
+
+
+class FineTuningJob:
+    """Holds the prepared objects of one run; `run()` is the training loop."""
+
+    def __init__(self, config: JobConfig, command: str) -> None:
+        self.config = config
+        self.command = command
+        self.output_dir = Path(config.output.dir)
+        preflight_push(config.output)
+        self.accelerator = build_accelerator(config)
+        self.resume_from = resolve_resume(config.training.resume, self.output_dir)
+        # Same seed everywhere for the model's fresh classifier head (DDP also broadcasts rank 0's).
+        set_seed(config.training.seed)
+        raw = load_datasets(config, self.accelerator)
+        self.model = build_model(config)
+        self.tokenizer = load_tokenizer(base_model_path(config), revision=config.model.revision)
+        self.max_length = effective_max_length(config, self.model)
+        tokenized = tokenize_datasets(raw, self.tokenizer, self.max_length, self.accelerator)
+        self.num_train_examples = len(tokenized.train)
+        self.num_validation_examples = len(tokenized.validation)
+        train_loader, eval_loader = build_dataloaders(tokenized, self.tokenizer, config)
+        with self.accelerator.main_process_first():
+            self.metrics = ClassificationMetrics()
+        optimizer = build_optimizer(self.model, config.training)
+        self.model, self.optimizer, self.train_loader, self.eval_loader = self.accelerator.prepare(
+            self.model, optimizer, train_loader, eval_loader
+        )
+        training = config.training
+        self.steps_per_epoch = math.ceil(len(self.train_loader) / training.gradient_accumulation_steps)
+        total = training.epochs * self.steps_per_epoch
+        self.total_steps = min(total, training.max_steps) if training.max_steps else total
+        warmup_steps = int(training.warmup_ratio * self.total_steps)
+        # Stepped by us once per optimizer step (not prepared: Accelerate would step it once per process).
+        self.scheduler = build_scheduler(self.optimizer, self.total_steps, warmup_steps)
+        self.state = JobState()
+        self.accelerator.register_for_checkpointing(self.scheduler, self.state)
+        # Different dropout masks per process; restored from the checkpoint on resume anyway.
+        set_seed(training.seed, device_specific=True)
+
+    # ----------------------------------------------------------------------------------- stages
+    def restore_or_start_fresh(self) -> None:
+        remove_unfinished_checkpoints(self.accelerator, self.output_dir)
+        if self.resume_from is None:
+            if self.config.training.resume == "none":
+                remove_checkpoints(self.accelerator, self.output_dir)
+            return
+        self.accelerator.print(f"resuming from {self.resume_from}")
+        self.accelerator.load_state(str(self.resume_from))
+
+    def run(self) -> dict[str, Any]:
+        self.restore_or_start_fresh()
+        accelerator, training = self.accelerator, self.config.training
+        tracker_config = {
+            f"{section}.{key}": jsonable(value)
+            for section, values in self.config.to_dict().items()
+            for key, value in values.items()
+        }
+        accelerator.init_trackers("attnlens", config=tracker_config)
+        accelerator.print(
+            f"training on {self.num_train_examples} examples, {accelerator.num_processes} process(es), "
+            f"{self.total_steps} optimizer steps, mixed precision {accelerator.mixed_precision}"
+        )
+        progress = tqdm(
+            total=self.total_steps,
+            initial=self.state.global_step,
+            disable=not accelerator.is_local_main_process,
+            desc="training",
+        )
+        started = time.perf_counter()
+        examples_at_start = self.state.examples_seen
+        try:
+            while not self.finished() and self.state.epoch < training.epochs:
+                self.train_one_epoch(progress)
+            if self.state.last_eval_step != self.state.global_step:
+                self.evaluate_and_track()
+        finally:
+            progress.close()
+        elapsed = time.perf_counter() - started
+        summary = self.write_outputs(elapsed, self.state.examples_seen - examples_at_start)
+        accelerator.end_training()
+        return summary
+
+    def finished(self) -> bool:
+        return self.state.global_step >= self.total_steps or self.state.stopped_early
+
+    def train_one_epoch(self, progress: tqdm) -> None:
+        accelerator, training, state = self.accelerator, self.config.training, self.state
+        self.train_loader.set_epoch(state.epoch)
+        batches = self.train_loader
+        if state.batches_in_epoch:
+            # Resumed mid-epoch: same permutation (seeded by epoch), minus what was already consumed.
+            batches = accelerator.skip_first_batches(self.train_loader, state.batches_in_epoch)
+            batches.set_epoch(state.epoch)
+        self.model.train()
+        window_loss, window_batches = 0.0, 0
+        for batch in batches:
+            with accelerator.accumulate(self.model):
+                logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                loss = classification_loss(logits, batch["labels"])
+                mean_loss = float(accelerator.reduce(loss.detach(), reduction="mean"))
+                if not math.isfinite(mean_loss):
+                    raise TrainingDivergedError(
+                        f"non-finite training loss ({mean_loss}) at step {state.global_step + 1} "
+                        f"(epoch {state.epoch}, batch {state.batches_in_epoch + 1}); lower training.learning_rate "
+                        "or check the data; no checkpoint was written from this state"
+                    )
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    self.clip_gradients()
+                self.optimizer.step()
+                self.optimizer.zero_grad()
+            state.batches_in_epoch += 1
+            state.examples_seen += len(batch["labels"]) * accelerator.num_processes
+            window_loss += mean_loss
+            window_batches += 1
+            if not accelerator.sync_gradients:
+                continue
+            self.scheduler.step()
+            state.global_step += 1
+            progress.update(1)
+            if state.global_step % training.log_every_steps == 0:
+                accelerator.log(
+                    {"train/loss": window_loss / window_batches, "train/learning_rate": self.scheduler.get_last_lr()[0]},
+                    step=state.global_step,
+                )
+                progress.set_postfix(loss=f"{window_loss / window_batches:.4f}")
+                window_loss, window_batches = 0.0, 0
+            if training.eval_every_steps and state.global_step % training.eval_every_steps == 0:
+                self.evaluate_and_track()
+            if training.checkpoint_every_steps and state.global_step % training.checkpoint_every_steps == 0:
+                self.checkpoint()
+            if self.finished():
+                return
+        state.epoch += 1
+        state.batches_in_epoch = 0
+        if state.last_eval_step != state.global_step:
+            self.evaluate_and_track()
+
+    def clip_gradients(self) -> None:
+        max_norm = self.config.training.max_grad_norm
+        norm = self.accelerator.clip_grad_norm_(self.model.parameters(), max_norm if max_norm else math.inf)
+        # fp16's grad scaler skips overflowing steps by itself; anywhere else an inf/nan norm is divergence.
+        if self.accelerator.mixed_precision != "fp16" and norm is not None and not torch.isfinite(norm).all():
+            raise TrainingDivergedError(
+                f"non-finite gradient norm ({float(norm)}) at step {self.state.global_step + 1}; "
+                "lower training.learning_rate or set training.max_grad_norm"
+            )
+
+    def evaluate_and_track(self) -> dict[str, float]:
+        state, training = self.state, self.config.training
+        results = evaluate(self.model, self.eval_loader, self.accelerator, self.metrics)
+        state.last_eval_step = state.global_step
+        state.history.append({"step": state.global_step, "epoch": state.epoch, **results})
+        self.accelerator.log({f"eval/{name}": value for name, value in results.items()}, step=state.global_step)
+        self.accelerator.print(
+            f"step {state.global_step}: " + ", ".join(f"{k}={v:.4f}" for k, v in results.items() if k != "num_examples")
+        )
+        value = results[training.metric_for_best]
+        if state.best_metric is None or value > state.best_metric:
+            state.best_metric, state.best_step, state.best_results = value, state.global_step, results
+            state.evaluations_without_improvement = 0
+            self.save_best_model()
+        else:
+            state.evaluations_without_improvement += 1
+            patience = training.early_stopping_patience
+            if patience and state.evaluations_without_improvement >= patience:
+                self.accelerator.print(
+                    f"early stopping at step {state.global_step}: no {training.metric_for_best} improvement "
+                    f"in {patience} evaluations (best {state.best_metric:.4f} at step {state.best_step})"
+                )
+                state.stopped_early = True
+        return results
+
+    def ensure_finite_weights(self, what: str) -> None:
+        if not all_finite(self.model):
+            raise TrainingDivergedError(
+                f"non-finite weights at step {self.state.global_step}; refusing to write the {what}"
+            )
+
+    def checkpoint(self) -> None:
+        self.ensure_finite_weights("checkpoint")
+        save_checkpoint(
+            self.accelerator, self.output_dir, self.state.global_step, self.config.training.keep_checkpoints
+        )
+
+    def save_best_model(self) -> None:
+        """Hub layout in `best/`, written beside and swapped in, so `best/` is never half-written."""
+        self.ensure_finite_weights("best model")
+        accelerator = self.accelerator
+        best = self.output_dir / BEST_MODEL_DIR
+        staging = self.output_dir / f"{BEST_MODEL_DIR}.tmp"
+        if accelerator.is_main_process:
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+            accelerator.unwrap_model(self.model).save_pretrained(staging, tokenizer=self.tokenizer)
+            write_model_card(staging, self.model_card())
+            shutil.rmtree(best, ignore_errors=True)
+            staging.rename(best)
+        accelerator.wait_for_everyone()
+
+    def model_card(self) -> str:
+        return render_model_card(
+            self.config,
+            base_model=self.config.model.base_model if self.config.model.base_model != "default"
+            else f"default ({DEFAULT_BASE_MODEL})",
+            results=self.state.best_results,
+            best_step=self.state.best_step,
+            command=self.command,
+            num_processes=self.accelerator.num_processes,
+            mixed_precision=self.accelerator.mixed_precision,
+        )
+
+    def write_outputs(self, elapsed: float, examples: int) -> dict[str, Any]:
+        accelerator, state = self.accelerator, self.state
+        summary = {
+            "metric_for_best": self.config.training.metric_for_best,
+            "best_metric": state.best_metric,
+            "best_step": state.best_step,
+            "best": state.best_results,
+            "final": state.history[-1] if state.history else {},
+            "global_step": state.global_step,
+            "total_steps": self.total_steps,
+            "epochs_completed": state.epoch,
+            "stopped_early": state.stopped_early,
+            "num_processes": accelerator.num_processes,
+            "mixed_precision": accelerator.mixed_precision,
+            "max_length": self.max_length,
+            "num_train_examples": self.num_train_examples,
+            "num_validation_examples": self.num_validation_examples,
+            "train_seconds_this_session": round(elapsed, 3),
+            "train_examples_per_second": round(examples / elapsed, 3) if elapsed > 0 else None,
+            "resumed_from": str(self.resume_from) if self.resume_from else None,
+            "best_model_dir": str(self.output_dir / BEST_MODEL_DIR),
+            "command": self.command,
+            "history": state.history,
+        }
+        if accelerator.is_main_process:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            (self.output_dir / METRICS_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+            if self.config.output.push_to_hub:
+                url = push_model(
+                    self.output_dir / BEST_MODEL_DIR,
+                    self.config.output,
+                    commit_message=f"attnlens: {self.config.training.metric_for_best}={state.best_metric:.4f}",
+                )
+                accelerator.print(f"pushed to {url}")
+            accelerator.print(f"best model ({self.config.training.metric_for_best}={state.best_metric:.4f}) "
+                              f"in {self.output_dir / BEST_MODEL_DIR}; metrics in {self.output_dir / METRICS_FILE}")
+        accelerator.wait_for_everyone()
+        return summary
+
+
+def run_job(config: JobConfig, command: str) -> dict[str, Any]:
+    """Build everything, train, write `best/`, `metrics.json` (and push if asked); returns the summary."""
+    return FineTuningJob(config, command).run()

@@ -1,0 +1,105 @@
+"""The `README.md` model card written next to the best model.
+
+A model folder without its card is a number without units: the card records what the model was
+fine-tuned from, on what, with which hyper-parameters and command, and how well it did.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from attnlens.training.config import JobConfig
+
+
+def render_model_card(
+    config: JobConfig,
+    base_model: str,
+    results: dict[str, float],
+    best_step: int | None,
+    command: str,
+    num_processes: int,
+    mixed_precision: str,
+) -> str:
+    training = config.training
+    data = config.data
+    label_names = ", ".join(f"`{name}`" for name in data.label_names)
+    validation = data.validation or f"{data.validation_fraction:.0%} held out of the training data (seed {training.seed})"
+    rows = "\n".join(f"| {name} | {value:.4f} |" for name, value in results.items() if isinstance(value, float))
+    hyper_parameters = {
+        "epochs": training.epochs,
+        "max_steps": training.max_steps,
+        "batch_size_per_process": training.batch_size,
+        "processes": num_processes,
+        "gradient_accumulation_steps": training.gradient_accumulation_steps,
+        "effective_batch_size": training.batch_size * num_processes * training.gradient_accumulation_steps,
+        "learning_rate": training.learning_rate,
+        "weight_decay": training.weight_decay,
+        "warmup_ratio": training.warmup_ratio,
+        "max_grad_norm": training.max_grad_norm,
+        "max_length": config.model.max_length,
+        "mixed_precision": mixed_precision,
+        "seed": training.seed,
+        "group_by_length": training.group_by_length,
+    }
+    return f"""---
+library_name: attnlens
+pipeline_tag: text-classification
+tags:
+- attnlens
+- bert
+- text-classification
+---
+
+# attnlens sentiment classifier
+
+Fine-tuned with `attnlens` (Accelerate) from `{base_model}` to classify text as one of {label_names}.
+
+## Data
+
+- training: `{data.train}` (columns `{data.text_column}` -> `{data.label_column}`)
+- validation: `{validation}`
+
+## Validation metrics (best checkpoint, step {best_step})
+
+| metric | value |
+|---|---|
+{rows}
+
+## Hyper-parameters
+
+```json
+{json.dumps(hyper_parameters, indent=2)}
+```
+
+## Reproduce
+
+```bash
+{command}
+```
+
+## Use
+
+```python
+from attnlens import BertForSequenceClassification, load_tokenizer
+
+model = BertForSequenceClassification.from_pretrained("path/to/this/folder")
+tokenizer = load_tokenizer("path/to/this/folder")
+```
+"""
+
+
+def write_model_card(folder: Path, text: str) -> Path:
+    path = folder / "README.md"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def jsonable(value: Any) -> Any:
+    """Config values for trackers that only take scalars (TensorBoard hparams)."""
+    if value is None:
+        return "null"
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value)
+    return value
