@@ -1,0 +1,131 @@
+"""Adaptive batching of texts across concurrent requests, with per-request options.
+
+BentoML's `batchable=True` merges the single list argument of concurrent calls, but an API with
+per-request options (`long_text`, `explain`) cannot be batchable, and BentoML keeps computing a
+request its timeout middleware already answered with 504. This batcher does the same merging
+(wait at most `max_latency_ms` for company, up to `max_batch_size` texts, the model then sorts
+them by length) and drops texts whose request was cancelled before their slice runs, so a timed
+out request stops using the model after the slice in progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+# run_batch(texts, mode, should_stop) -> one result per text; it may raise when should_stop().
+RunBatch = Callable[[Sequence[str], str, Callable[[], bool]], list[Any]]
+
+
+@dataclass
+class _Request:
+    texts: list[str]
+    mode: str
+    future: asyncio.Future[list[Any]]
+    results: list[Any] = field(default_factory=list)
+
+    @property
+    def abandoned(self) -> bool:
+        return self.future.done()
+
+
+class MicroBatcher:
+    """Collects texts from concurrent `submit` calls and runs them through `run_batch` together.
+
+    `run_batch(texts, mode, should_stop)` is synchronous (it runs in a worker thread, one slice at a time, so
+    the model never runs two batches at once in this process); `model_lock` is shared with the
+    other model users of the process (explanations).
+    """
+
+    def __init__(
+        self,
+        run_batch: RunBatch,
+        *,
+        max_batch_size: int = 32,
+        max_latency_ms: float = 10.0,
+        model_lock: asyncio.Lock | None = None,
+    ) -> None:
+        self.run_batch = run_batch
+        self.max_batch_size = max_batch_size
+        self.max_latency = max_latency_ms / 1000.0
+        self.model_lock = model_lock or asyncio.Lock()
+        self._queue: asyncio.Queue[_Request] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+        self.batches_run = 0
+
+    async def submit(self, texts: Sequence[str], mode: str) -> list[Any]:
+        """Results for `texts`, in order, once the batch holding them has run."""
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._work())
+        request = _Request(list(texts), mode, asyncio.get_running_loop().create_future())
+        await self._queue.put(request)
+        return await request.future
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+
+    async def _collect(self) -> list[_Request]:
+        """The next group: the first waiting request plus whatever arrives within the latency budget."""
+        group = [await self._queue.get()]
+        count = len(group[0].texts)
+        deadline = time.monotonic() + self.max_latency
+        while count < self.max_batch_size:
+            remaining = deadline - time.monotonic()
+            try:
+                request = self._queue.get_nowait() if remaining <= 0 else await asyncio.wait_for(
+                    self._queue.get(), remaining
+                )
+            except (asyncio.QueueEmpty, TimeoutError):
+                break
+            group.append(request)
+            count += len(request.texts)
+        return group
+
+    async def _work(self) -> None:
+        while True:
+            group = await self._collect()
+            try:
+                await self._run_group(group)
+            except Exception as error:  # a failed batch fails its requests, not the worker
+                for request in group:
+                    if not request.abandoned:
+                        request.future.set_exception(error)
+
+    async def _run_group(self, group: list[_Request]) -> None:
+        for mode in dict.fromkeys(request.mode for request in group):
+            members = [request for request in group if request.mode == mode]
+            items = [(request, text) for request in members for text in request.texts]
+            for first in range(0, len(items), self.max_batch_size):
+                live = [(request, text) for request, text in items[first : first + self.max_batch_size]
+                        if not request.abandoned]
+                if not live:
+                    continue
+                owners = {id(request): request for request, _ in live}.values()
+
+                def all_abandoned(owners=owners) -> bool:
+                    return all(request.abandoned for request in owners)
+
+                async with self.model_lock:
+                    try:
+                        outputs = await anyio.to_thread.run_sync(
+                            self.run_batch, [text for _, text in live], mode, all_abandoned
+                        )
+                    except Exception:
+                        if all_abandoned():
+                            continue  # nobody waits for this slice any more
+                        raise
+                self.batches_run += 1
+                for (request, _), output in zip(live, outputs, strict=True):
+                    request.results.append(output)
+            for request in members:
+                if not request.abandoned:
+                    request.future.set_result(request.results)

@@ -1,0 +1,124 @@
+"""Request and response shapes of the service, its limits, and the rule for control characters.
+
+Limits come from environment variables read once at import, because they are baked into the
+OpenAPI document (`maxItems`, `maxLength`) that clients and `schemathesis` check the server
+against: what the document calls valid must be accepted, and everything else rejected with 400.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, Field
+from pydantic_core import PydanticCustomError
+
+
+def _env_int(name: str, default: int, minimum: int = 1) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as error:
+        raise ValueError(f"{name}={raw!r} is not an integer") from error
+    if value < minimum:
+        raise ValueError(f"{name}={value} is below the minimum {minimum}")
+    return value
+
+
+MAX_TEXTS = _env_int("ATTNLENS_MAX_TEXTS", 64)
+MAX_CHARS = _env_int("ATTNLENS_MAX_CHARS", 20_000)
+
+# The control-character rule (docs/serving.md): NUL is removed; every other C0 control except
+# tab, line feed and carriage return, DEL and the C1 controls become a space; unpaired UTF-16
+# surrogates (only reachable through JSON `\ud800` escapes) become U+FFFD. Tokenizers treat
+# controls inconsistently and some crash on surrogates, so they never reach the model.
+_NUL = "\x00"
+_CONTROLS = re.compile("[\x01-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_SURROGATES = re.compile("[\ud800-\udfff]")
+# A text must contain one character that is neither a control nor white space (Python's
+# str.isspace set, written out so the OpenAPI pattern and this check are the same expression).
+CONTENT_PATTERN = (
+    r"[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+)
+_CONTENT = re.compile(CONTENT_PATTERN)
+
+
+def clean_text(text: str) -> str:
+    """Apply the control-character rule; raises if nothing readable is left."""
+    if not _CONTENT.search(text):
+        raise PydanticCustomError(
+            "blank_text", "text is empty or only white space and control characters"
+        )
+    text = text.replace(_NUL, "")
+    text = _CONTROLS.sub(" ", text)
+    return _SURROGATES.sub("\ufffd", text)
+
+
+def _text_field(description: str) -> object:
+    return Field(
+        min_length=1,
+        max_length=MAX_CHARS,
+        description=description,
+        json_schema_extra={"pattern": CONTENT_PATTERN},
+    )
+
+
+Text = Annotated[
+    str,
+    _text_field(f"1 to {MAX_CHARS} characters with at least one visible character"),
+    AfterValidator(clean_text),
+]
+
+Method = Literal["attention", "rollout", "grad_rollout", "integrated_gradients", "occlusion"]
+Level = Literal["word", "token"]
+LongText = Literal["truncate", "chunk"]
+
+SAMPLE_TEXTS = [
+    "a gripping, beautifully acted film that stays with you long after the credits.",
+    "the plot is thin and the jokes fall flat; i checked my watch twice.",
+]
+SAMPLE_TEXT = "an unexpectedly moving story, though the second half drags a little."
+
+
+class Importance(BaseModel):
+    """Importance of one word (word pieces merged) or token; `start`/`end` index the text."""
+
+    text: str
+    start: int
+    end: int
+    score: float
+
+
+class ExplanationResult(BaseModel):
+    method: str
+    level: Level
+    target: int = Field(description="index of the class explained (the predicted one)")
+    importances: list[Importance] = Field(description="scores of non-special items; they sum to 1")
+
+
+class PredictionResult(BaseModel):
+    label: str
+    score: float = Field(description="probability of `label`")
+    probabilities: dict[str, float]
+    num_tokens: int = Field(description="tokens the model saw, with [CLS]/[SEP]; the whole text with chunk")
+    truncated: bool = Field(description="tokens past the model's window were dropped")
+    explanation: ExplanationResult | None = None
+
+
+class ExplainResult(PredictionResult):
+    """A prediction with its explanation (always present)."""
+
+    explanation: ExplanationResult
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx the service sends; 429 and 504 come from BentoML with `error` only."""
+
+    error: str = Field(description="one line naming the field, the value and the limit")
+    field: str | None = None
+    value: str | None = Field(None, description="the offending value, shortened")
+    limit: str | int | None = None
+    errors: list[str] | None = Field(None, description="every problem found, one line each")

@@ -1,0 +1,182 @@
+"""The attnlens BentoML service: sentiment predictions and their explanations over HTTP.
+
+    bentoml serve serving.service:AttnlensService --host 127.0.0.1 --port 3000
+
+Configuration is by environment variable (docs/serving.md has the full table): ATTNLENS_MODEL
+(folder, Hub repo id[@revision] or model-store tag; default the store's `attnlens-sentiment`),
+ATTNLENS_API_KEY, ATTNLENS_WORKERS, ATTNLENS_THREADS, ATTNLENS_MAX_CONCURRENCY, ATTNLENS_TIMEOUT,
+ATTNLENS_MAX_TEXTS, ATTNLENS_MAX_CHARS, ATTNLENS_BATCH_SIZE, ATTNLENS_MAX_LATENCY_MS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Annotated
+
+import bentoml
+from pydantic import Field
+
+from serving.guard import GuardMiddleware
+from serving.schemas import (
+    MAX_CHARS,
+    MAX_TEXTS,
+    SAMPLE_TEXT,
+    SAMPLE_TEXTS,
+    ExplainResult,
+    ExplanationResult,
+    Importance,
+    Level,
+    LongText,
+    Method,
+    PredictionResult,
+    Text,
+    _env_int,
+)
+
+logger = logging.getLogger("bentoml.attnlens")
+
+WORKERS = _env_int("ATTNLENS_WORKERS", 1)
+THREADS = _env_int("ATTNLENS_THREADS", max(1, (os.cpu_count() or 1) // WORKERS))
+MAX_CONCURRENCY = _env_int("ATTNLENS_MAX_CONCURRENCY", 64)
+TIMEOUT = float(os.environ.get("ATTNLENS_TIMEOUT", "") or 60)
+BATCH_SIZE = _env_int("ATTNLENS_BATCH_SIZE", 32)
+MAX_LATENCY_MS = _env_int("ATTNLENS_MAX_LATENCY_MS", 10, minimum=0)
+# Largest body a valid request can need: every text at the limit, every character escaped
+# (\u0000 is 6 bytes), plus room for the JSON around it.
+MAX_BODY_BYTES = _env_int("ATTNLENS_MAX_BODY_BYTES", MAX_TEXTS * MAX_CHARS * 6 + 65_536)
+DEFAULT_METHOD = "grad_rollout"
+EXPLAIN_CHUNK = 4  # texts explained per model call; the cancellation check runs between calls
+
+
+def _importances(explanation, level: str) -> list[Importance]:
+    items = explanation.words if level == "word" else [t for t in explanation.tokens if not t.special]
+    return [
+        Importance(text=getattr(item, "word", None) or getattr(item, "token", ""), start=item.start,
+                   end=item.end, score=item.score)
+        for item in items
+    ]
+
+
+@bentoml.service(
+    name="attnlens",
+    workers=WORKERS,
+    traffic={"timeout": TIMEOUT, "max_concurrency": MAX_CONCURRENCY, "concurrency": MAX_CONCURRENCY},
+    resources={"cpu": str(THREADS * WORKERS)},
+    http={"port": 3000},
+)
+class AttnlensService:
+    """Sentiment of English texts (BERT fine-tuned on SST-2) with word importances explaining it."""
+
+    def __init__(self) -> None:
+        import torch
+
+        from attnlens import BertForSequenceClassification, load_tokenizer
+        from attnlens.model_source import resolve_model
+        from attnlens.predict import Predictor
+        from serving.batching import MicroBatcher
+
+        torch.set_num_threads(THREADS)
+        self.source = resolve_model()
+        logger.info("loading model from %s", self.source.describe())
+        self.model = BertForSequenceClassification.from_pretrained(
+            self.source.name_or_path, revision=self.source.revision
+        ).eval()
+        self.tokenizer = load_tokenizer(self.source.name_or_path, revision=self.source.revision)
+        self.predictor = Predictor(self.model, self.tokenizer, batch_size=BATCH_SIZE)
+        self.model_lock = asyncio.Lock()
+        self.batcher = MicroBatcher(self._predict_slice, max_batch_size=BATCH_SIZE,
+                                    max_latency_ms=MAX_LATENCY_MS, model_lock=self.model_lock)
+        self._ready = False
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """One prediction and one explanation, so the first user does not pay for lazy set-up."""
+        self.predictor.predict(SAMPLE_TEXTS)
+        self._explain_sync([SAMPLE_TEXT], DEFAULT_METHOD)
+        self._ready = True
+        logger.info("model %s loaded and warmed up", self.source.describe())
+
+    def __is_ready__(self) -> bool:
+        return self._ready
+
+    def _predict_slice(self, texts: list[str], long_text: str, should_stop) -> list:
+        return self.predictor.predict(texts, long_text=long_text, should_stop=should_stop)
+
+    def _explain_sync(self, texts: list[str], method: str, should_stop=None) -> list:
+        """Explanations in small chunks, asking `should_stop` between them (see `_explain`)."""
+        try:
+            from attnlens.explain import explain_batch
+        except ImportError:  # TODO(S): drop once attnlens/explain/__init__.py is committed
+            from attnlens.explain.api import explain_batch
+
+        from attnlens.predict import PredictionCancelled
+
+        results = []
+        for first in range(0, len(texts), EXPLAIN_CHUNK):
+            if should_stop is not None and should_stop():
+                raise PredictionCancelled(f"explanation stopped after {first} of {len(texts)} texts")
+            results += explain_batch(self.model, self.tokenizer, texts[first : first + EXPLAIN_CHUNK],
+                                     method=method, max_length=self.predictor.max_length)
+        return results
+
+    async def _explain(self, texts: list[str], method: str) -> list:
+        import anyio
+
+        # When BentoML's timeout answers 504 it cancels this task; the worker thread cannot be
+        # interrupted, but it sees the pending cancellation between chunks and stops there.
+        task = asyncio.current_task()
+
+        def cancelled() -> bool:
+            return task is not None and task.cancelling() > 0
+
+        async with self.model_lock:
+            return await anyio.to_thread.run_sync(self._explain_sync, texts, method, cancelled)
+
+    @bentoml.api(route="/predict")
+    async def predict(
+        self,
+        texts: Annotated[list[Text], Field(min_length=1, max_length=MAX_TEXTS,
+                                           description=f"1 to {MAX_TEXTS} texts")] = SAMPLE_TEXTS,
+        explain: bool = False,
+        long_text: LongText = "truncate",
+    ) -> list[PredictionResult]:
+        """One result per text. `explain: true` adds grad_rollout word importances;
+        `long_text: "chunk"` scores texts past the model's window as overlapping windows."""
+        predictions = await self.batcher.submit(texts, long_text)
+        explanations = await self._explain(texts, DEFAULT_METHOD) if explain else [None] * len(texts)
+        return [
+            PredictionResult(
+                label=p.label, score=p.score, probabilities=p.probabilities, num_tokens=p.num_tokens,
+                truncated=p.truncated,
+                explanation=None if e is None else ExplanationResult(
+                    method=e.method, level="word", target=e.target, importances=_importances(e, "word")),
+            )
+            for p, e in zip(predictions, explanations, strict=True)
+        ]
+
+    @bentoml.api(route="/explain")
+    async def explain(
+        self,
+        text: Text = SAMPLE_TEXT,
+        method: Method = DEFAULT_METHOD,
+        level: Level = "word",
+    ) -> ExplainResult:
+        """The prediction for `text` and the importance of each word (or token) for it."""
+        (prediction,) = await self.batcher.submit([text], "truncate")
+        (explanation,) = await self._explain([text], method)
+        return ExplainResult(
+            label=prediction.label, score=prediction.score, probabilities=prediction.probabilities,
+            num_tokens=prediction.num_tokens, truncated=prediction.truncated,
+            explanation=ExplanationResult(method=method, level=level, target=explanation.target,
+                                          importances=_importances(explanation, level)),
+        )
+
+
+AttnlensService.add_asgi_middleware(
+    GuardMiddleware,
+    service=AttnlensService,
+    api_key=os.environ.get("ATTNLENS_API_KEY") or None,
+    max_body_bytes=MAX_BODY_BYTES,
+)

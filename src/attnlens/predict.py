@@ -1,0 +1,201 @@
+"""Batched sentiment prediction for many texts: the code path the service and benchmarks share.
+
+Texts are tokenised once, sorted by length and cut into batches so each batch is padded only to
+its own longest member: with mixed short sentences and long reviews this avoids computing
+attention over hundreds of padding positions. Texts longer than the model's window are either
+truncated (`long_text="truncate"`, flagged `truncated=True`) or scored as overlapping windows
+whose class probabilities are averaged (`long_text="chunk"`), so a long review is not judged by
+its first 512 tokens only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import torch
+
+from attnlens.errors import InputError
+
+LongText = Literal["truncate", "chunk"]
+StopCheck = Callable[[], bool]
+LONG_TEXT_MODES: tuple[str, ...] = ("truncate", "chunk")
+
+
+class PredictionCancelled(Exception):
+    """`should_stop` said the caller no longer wants the result (e.g. its HTTP request timed out)."""
+
+
+@dataclass
+class Prediction:
+    """One text's result; `num_tokens` counts the tokens of the text plus [CLS]/[SEP]."""
+
+    label: str
+    score: float  # probability of `label`
+    probabilities: dict[str, float]
+    num_tokens: int  # tokens the model saw (truncate) or the whole text's tokens (chunk)
+    truncated: bool  # True when tokens past the model's window were dropped
+    num_windows: int = 1  # windows scored for this text (> 1 only with long_text="chunk")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Window:
+    """A token sequence (with special tokens) fed to the model, and the text it belongs to."""
+
+    text_index: int
+    input_ids: list[int]
+    weight: float  # how much this window counts when a text's windows are averaged
+
+
+class Predictor:
+    """Scores texts with a sequence classifier, batching texts of similar length together.
+
+    `model` is any module called as `model(input_ids, attention_mask=..., token_type_ids=...)`
+    returning `.logits` (attnlens' BertForSequenceClassification); `tokenizer` a fast tokenizer.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        *,
+        max_length: int | None = None,
+        batch_size: int = 32,
+        chunk_overlap: int | None = None,
+        device: str | torch.device | None = None,
+    ) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        model_max = int(model.config.max_position_embeddings)
+        tokenizer_max = getattr(tokenizer, "model_max_length", model_max) or model_max
+        # Tokenizers without a limit report a huge sentinel (1e30); the position table is the
+        # real limit.
+        self.max_length = int(min(max_length or model_max, model_max, tokenizer_max))
+        if self.max_length < 3:
+            raise InputError(f"max_length={self.max_length} leaves no room for text; the minimum is 3")
+        if batch_size < 1:
+            raise InputError(f"batch_size={batch_size} must be at least 1")
+        self.batch_size = batch_size
+        window_tokens = self.max_length - 2
+        # A quarter of the window by default: every token but the first/last few gets context on
+        # both sides in some window, at ~1.33x the cost of disjoint windows.
+        chunk_overlap = window_tokens // 4 if chunk_overlap is None else chunk_overlap
+        if not 0 <= chunk_overlap < window_tokens:
+            raise InputError(
+                f"chunk_overlap={chunk_overlap} must be in [0, {window_tokens}) for max_length={self.max_length}"
+            )
+        self.chunk_overlap = chunk_overlap
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        id2label = getattr(model.config, "id2label", None) or {}
+        num_labels = int(model.config.num_labels)
+        self.labels = [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(num_labels)]
+        self.cls_id = tokenizer.cls_token_id
+        self.sep_id = tokenizer.sep_token_id
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, *, revision: str | None = None, **kwargs: Any) -> Predictor:
+        """Load model and tokenizer from a folder or Hub repo id (see attnlens' public API)."""
+        from attnlens import BertForSequenceClassification, load_tokenizer
+
+        model = BertForSequenceClassification.from_pretrained(name_or_path, revision=revision)
+        tokenizer = load_tokenizer(name_or_path, revision=revision)
+        return cls(model, tokenizer, **kwargs)
+
+    # -- tokenisation -------------------------------------------------------------------------
+
+    def _token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Word-piece ids of each text without special tokens and without truncation."""
+        encoded = self.tokenizer(
+            list(texts), add_special_tokens=False, truncation=False, verbose=False
+        )
+        return encoded["input_ids"]
+
+    def _windows(self, text_index: int, ids: list[int], long_text: LongText) -> list[_Window]:
+        body = self.max_length - 2
+        if len(ids) <= body or long_text == "truncate":
+            return [_Window(text_index, [self.cls_id, *ids[:body], self.sep_id], 1.0)]
+        step = body - self.chunk_overlap
+        starts = list(range(0, len(ids) - body + step, step))
+        # The last window ends exactly at the text's end so no token is scored twice as little.
+        starts = sorted({min(start, len(ids) - body) for start in starts})
+        return [
+            _Window(text_index, [self.cls_id, *ids[start : start + body], self.sep_id], float(body))
+            for start in starts
+        ]
+
+    # -- inference ----------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def _probabilities(self, windows: list[_Window], should_stop: StopCheck | None = None) -> torch.Tensor:
+        """Class probabilities of every window, computed in length-sorted, tightly padded batches.
+
+        `should_stop` is asked before each batch, so abandoned work stops within one batch.
+        """
+        probabilities = torch.empty(len(windows), len(self.labels))
+        order = sorted(range(len(windows)), key=lambda i: len(windows[i].input_ids))
+        for first in range(0, len(order), self.batch_size):
+            if should_stop is not None and should_stop():
+                raise PredictionCancelled(f"stopped after {first} of {len(windows)} windows")
+            members = order[first : first + self.batch_size]
+            width = max(len(windows[i].input_ids) for i in members)
+            input_ids = torch.full((len(members), width), self.pad_id, dtype=torch.long)
+            attention_mask = torch.zeros((len(members), width), dtype=torch.long)
+            for row, i in enumerate(members):
+                ids = windows[i].input_ids
+                input_ids[row, : len(ids)] = torch.tensor(ids)
+                attention_mask[row, : len(ids)] = 1
+            logits = self.model(
+                input_ids.to(self.device),
+                attention_mask=attention_mask.to(self.device),
+                token_type_ids=torch.zeros_like(input_ids).to(self.device),
+            ).logits  # (batch, num_labels)
+            probabilities[members] = logits.float().softmax(dim=-1).cpu()
+        return probabilities
+
+    def predict(
+        self, texts: Sequence[str], *, long_text: LongText = "truncate", should_stop: StopCheck | None = None
+    ) -> list[Prediction]:
+        """Predict every text; results keep the order of `texts`."""
+        if long_text not in LONG_TEXT_MODES:
+            raise InputError(f"long_text={long_text!r} is not one of {', '.join(LONG_TEXT_MODES)}")
+        texts = list(texts)
+        for index, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise InputError(f"texts[{index}] is a {type(text).__name__}, not a string")
+        if not texts:
+            return []
+        token_ids = self._token_ids(texts)
+        windows = [w for i, ids in enumerate(token_ids) for w in self._windows(i, ids, long_text)]
+        window_probabilities = self._probabilities(windows, should_stop)
+
+        totals = torch.zeros(len(texts), len(self.labels), dtype=torch.float64)
+        weights = torch.zeros(len(texts), dtype=torch.float64)
+        counts = [0] * len(texts)
+        for window, probs in zip(windows, window_probabilities, strict=True):
+            totals[window.text_index] += window.weight * probs.double()
+            weights[window.text_index] += window.weight
+            counts[window.text_index] += 1
+        averaged = totals / weights[:, None]
+
+        results = []
+        for index, ids in enumerate(token_ids):
+            probs = averaged[index].tolist()
+            best = max(range(len(probs)), key=probs.__getitem__)
+            full_length = len(ids) + 2
+            truncated = long_text == "truncate" and full_length > self.max_length
+            results.append(
+                Prediction(
+                    label=self.labels[best],
+                    score=float(probs[best]),
+                    probabilities={label: float(p) for label, p in zip(self.labels, probs, strict=True)},
+                    num_tokens=min(full_length, self.max_length) if truncated else full_length,
+                    truncated=truncated,
+                    num_windows=counts[index],
+                )
+            )
+        return results
