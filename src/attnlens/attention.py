@@ -18,7 +18,6 @@ Masks are boolean with True meaning "may attend", broadcastable to (batch, heads
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn

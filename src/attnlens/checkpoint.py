@@ -98,8 +98,9 @@ def load_weights(model: nn.Module, state: dict[str, Tensor], source: str) -> lis
     if unexpected:
         more = f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
         raise CheckpointError(f"{source}: unexpected weight {unexpected[0]!r}{more}")
-    for key, tensor in mapped.items():
-        if tensor.shape != expected[key].shape:
+    for key in expected:  # the model's order, so the first mismatch named is the first in the model
+        tensor = mapped.get(key)
+        if tensor is not None and tensor.shape != expected[key].shape:
             raise CheckpointError(
                 f"{source}: weight {key!r} has shape {tuple(tensor.shape)} in the checkpoint but "
                 f"{tuple(expected[key].shape)} in the model (check num_labels / the config)"
