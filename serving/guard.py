@@ -246,9 +246,13 @@ def amend_openapi(document: dict[str, Any], service: Any, *, api_key: bool) -> d
         document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
     for api in service.apis.values():
         operation = document["paths"][api.route]["post"]
-        request_ref = operation["requestBody"]["content"]["application/json"]["schema"].get("$ref", "")
-        if request_ref.startswith("#/components/schemas/"):
-            schemas[request_ref.rsplit("/", 1)[1]]["additionalProperties"] = False
+        # Unknown fields are refused (see GuardMiddleware._check_fields), so the document says so.
+        request_schema = operation["requestBody"]["content"]["application/json"]["schema"]
+        if "$ref" in request_schema:
+            request_schema = schemas[request_schema["$ref"].rsplit("/", 1)[1]]
+        request_schema["additionalProperties"] = False
+        if f"{api.name}__Input" in schemas:
+            schemas[f"{api.name}__Input"]["additionalProperties"] = False
         responses = operation["responses"]
         for status in ("404", "500"):
             responses.pop(status, None)

@@ -139,7 +139,7 @@ class AttnlensService:
         self,
         texts: Annotated[list[Text], Field(min_length=1, max_length=MAX_TEXTS,
                                            description=f"1 to {MAX_TEXTS} texts")] = SAMPLE_TEXTS,
-        explain: bool = False,
+        explain: Annotated[bool, Field(strict=True, description="add word importances (grad_rollout)")] = False,
         long_text: LongText = "truncate",
     ) -> list[PredictionResult]:
         """One result per text. `explain: true` adds grad_rollout word importances;
