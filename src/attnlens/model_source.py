@@ -105,4 +105,4 @@ def export_to_store(folder: str | os.PathLike[str], name: str = DEFAULT_STORE_NA
     ) as stored:
         for file in files:
             shutil.copy2(file, stored.path_of(file.name))
-    return stored
+    return bentoml.models.get(stored.tag)  # the entry at its final place in the store

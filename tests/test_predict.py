@@ -1,0 +1,129 @@
+"""Predictor (length-grouped batches, truncation, chunked long texts), model resolution and the
+`export`/`predict` commands, with tiny random models and a temporary BentoML store."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from service_harness import save_tiny_classifier
+
+from attnlens import BertForSequenceClassification, load_tokenizer
+from attnlens.cli import main
+from attnlens.errors import InputError, ModelNotFoundError
+from attnlens.model_source import export_to_store, resolve_model
+from attnlens.predict import PredictionCancelled, Predictor
+
+TEXTS = ["fine", "a much longer sentence about a film that goes on for quite a while", "bad", "so-so movie",
+         " ".join(["word"] * 40), "great"]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return save_tiny_classifier(tmp_path_factory.mktemp("predict") / "tiny", max_position_embeddings=32)
+
+
+@pytest.fixture(scope="module")
+def predictor(model_dir):
+    model = BertForSequenceClassification.from_pretrained(str(model_dir))
+    return Predictor(model, load_tokenizer(str(model_dir)), batch_size=2)
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """A fresh BentoML home; bentoml caches the store location, so point its container there too."""
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    home = tmp_path / "bentoml"
+    monkeypatch.setenv("BENTOML_HOME", str(home))
+    BentoMLContainer.bentoml_home.set(str(home))
+    BentoMLContainer.model_store.reset()
+    yield home
+    BentoMLContainer.model_store.reset()
+
+
+def test_batched_predictions_equal_one_by_one_in_input_order(predictor):
+    together = predictor.predict(TEXTS)
+    alone = [predictor.predict([text])[0] for text in TEXTS]
+    for batched, single in zip(together, alone, strict=True):
+        assert batched.label == single.label
+        assert batched.probabilities == pytest.approx(single.probabilities, abs=1e-5)
+        assert sum(batched.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
+        assert batched.score == max(batched.probabilities.values())
+    assert len({round(p.score, 5) for p in together}) > 1
+
+
+def test_batches_group_texts_of_similar_length(predictor):
+    widths: list[tuple[int, int]] = []
+    hook = predictor.model.register_forward_pre_hook(lambda _, args: widths.append(tuple(args[0].shape)))
+    try:
+        predictor.predict(TEXTS)
+    finally:
+        hook.remove()
+    lengths = sorted(len(predictor.tokenizer(t)["input_ids"]) for t in TEXTS)
+    lengths = [min(n, predictor.max_length) for n in lengths]
+    # batch_size=2 over length-sorted texts: each batch is as wide as its own longest member.
+    assert widths == [(2, lengths[1]), (2, lengths[3]), (2, lengths[5])]
+
+
+def test_truncation_is_flagged_and_counts_tokens(predictor):
+    short, long = predictor.predict(["a fine film", " ".join(["word"] * 100)])
+    assert (short.truncated, short.num_tokens) == (False, 5)
+    assert (long.truncated, long.num_tokens, long.num_windows) == (True, 32, 1)
+
+
+def test_chunk_mode_averages_overlapping_windows(predictor):
+    text = " ".join(f"w{i}" for i in range(60))  # ~120 word pieces, window of 30
+    ids = predictor.tokenizer(text, add_special_tokens=False)["input_ids"]
+    (result,) = predictor.predict([text], long_text="chunk")
+    body, step = predictor.max_length - 2, predictor.max_length - 2 - predictor.chunk_overlap
+    starts = sorted({min(s, len(ids) - body) for s in range(0, len(ids) - body + step, step)})
+    assert result.num_windows == len(starts) > 2 and starts[-1] + body == len(ids)
+    assert (result.truncated, result.num_tokens) == (False, len(ids) + 2)
+    cls, sep = predictor.tokenizer.cls_token_id, predictor.tokenizer.sep_token_id
+    windows = torch.tensor([[cls, *ids[s : s + body], sep] for s in starts])
+    with torch.no_grad():
+        expected = predictor.model(windows).logits.softmax(-1).mean(0)
+    assert list(result.probabilities.values()) == pytest.approx(expected.tolist(), abs=1e-5)
+    # Texts that fit are scored the same way in both modes.
+    assert predictor.predict(["fine"], long_text="chunk")[0] == predictor.predict(["fine"])[0]
+
+
+def test_bad_arguments_raise_input_errors(predictor):
+    with pytest.raises(InputError, match="long_text='split'"):
+        predictor.predict(["x"], long_text="split")
+    with pytest.raises(InputError, match=r"texts\[1\] is a int"):
+        predictor.predict(["x", 3])
+    with pytest.raises(PredictionCancelled):
+        predictor.predict(TEXTS, should_stop=lambda: True)
+    assert predictor.predict([]) == []
+
+
+def test_resolve_model_folder_store_and_hub(model_dir, store):
+    folder = resolve_model(str(model_dir))
+    assert (folder.origin, folder.name_or_path) == ("folder", str(model_dir.resolve()))
+    hub = resolve_model("textattack/bert-base-uncased-SST-2@abc123")
+    assert (hub.origin, hub.name_or_path, hub.revision) == ("hub", "textattack/bert-base-uncased-SST-2", "abc123")
+    with pytest.raises(ModelNotFoundError, match="'attnlens-sentiment'.*attnlens export"):
+        resolve_model("")  # the default: the store entry `make demo` creates
+    stored = export_to_store(model_dir)
+    source = resolve_model("attnlens-sentiment")
+    assert source.origin == "bentoml-store" and source.name_or_path == stored.path
+    assert resolve_model(str(stored.tag)).name_or_path == stored.path
+    loaded = Predictor.from_pretrained(source.name_or_path)
+    assert loaded.labels == ["negative", "positive"]
+
+
+def test_export_and_predict_commands(model_dir, store, capsys, monkeypatch):
+    assert main(["export", "--model", str(model_dir), "--name", "my-model"]) == 0
+    assert "my-model:" in capsys.readouterr().out
+    monkeypatch.setenv("ATTNLENS_MODEL", "my-model")
+    assert main(["predict", "a fine film", "dull"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["text"] for line in lines] == ["a fine film", "dull"]
+    assert {line["label"] for line in lines} <= {"negative", "positive"}
+    assert main(["export", "--model", str(model_dir / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["predict", "--model", "not-in-store", "x"]) == 2
+    assert "not-in-store" in capsys.readouterr().err
