@@ -1,0 +1,84 @@
+"""`attnlens explain --model SPEC --method grad_rollout "text"`: why the model predicted what it did.
+
+Prints the prediction and the text with each word's background coloured by importance (ANSI
+24-bit colour; `--no-color` or $NO_COLOR for plain text with the top words listed), and can write
+a self-contained HTML page (`--html`), a layer x head attention figure (`--heatmap`) and the
+explanation as JSON (`--json`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from attnlens.explain.api import DEFAULT_METHOD, METHODS
+
+    parser = subparsers.add_parser("explain", help="explain a prediction: words coloured by importance")
+    parser.add_argument("text", nargs="?", help="text to explain; '-' or none: read it from stdin")
+    parser.add_argument("--model", default=None,
+                        help="folder, Hub repo id[@revision] or BentoML store tag (default: $ATTNLENS_MODEL, "
+                             "then the store's attnlens-sentiment)")
+    parser.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD)
+    parser.add_argument("--target", type=int, default=None, help="class index to explain (default: the prediction)")
+    parser.add_argument("--max-length", type=int, default=None, help="truncate at this many tokens (default: the model's limit)")
+    parser.add_argument("--ig-steps", type=int, default=None, help="integration steps for integrated_gradients")
+    parser.add_argument("--html", type=Path, default=None, help="write a self-contained HTML page here")
+    parser.add_argument("--heatmap", type=Path, default=None, help="write a layer x head attention PNG here")
+    parser.add_argument("--json", type=Path, default=None, help="write the explanation as JSON here ('-': stdout)")
+    parser.add_argument("--no-color", action="store_true", help="plain text (also when $NO_COLOR is set)")
+    parser.set_defaults(func=run)
+
+
+def _read_text(text: str | None) -> str:
+    from attnlens.errors import InputError
+
+    if text is None or text == "-":
+        text = sys.stdin.read()
+    if not text.strip():
+        raise InputError("no text given (argument or stdin)")
+    return text
+
+
+def _write(path: Path, write) -> None:
+    from attnlens.errors import InputError
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(path)
+    except OSError as error:
+        raise InputError(f"{path}: cannot write ({error.strerror or error})") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from attnlens import BertForSequenceClassification, load_tokenizer
+    from attnlens.explain import explain, plot_attention, to_ansi, to_html
+    from attnlens.model_source import resolve_model
+
+    text = _read_text(args.text)
+    source = resolve_model(args.model)
+    model = BertForSequenceClassification.from_pretrained(source.name_or_path, revision=source.revision)
+    tokenizer = load_tokenizer(source.name_or_path, revision=source.revision)
+    kwargs = {"n_steps": args.ig_steps} if args.method == "integrated_gradients" and args.ig_steps else {}
+    explanation = explain(model, tokenizer, text, method=args.method, target=args.target,
+                          max_length=args.max_length, **kwargs)
+
+    color = not args.no_color and not os.environ.get("NO_COLOR")
+    print(to_ansi(explanation, color=color))
+    if args.html is not None:
+        _write(args.html, lambda p: p.write_text(to_html(explanation, full_page=True), encoding="utf-8"))
+        print(f"wrote {args.html}", file=sys.stderr)
+    if args.heatmap is not None:
+        _write(args.heatmap, lambda p: plot_attention(model, tokenizer, text, max_length=args.max_length, path=p))
+        print(f"wrote {args.heatmap}", file=sys.stderr)
+    if args.json is not None:
+        payload = json.dumps(explanation.to_dict(), ensure_ascii=False, indent=2)
+        if str(args.json) == "-":
+            print(payload)
+        else:
+            _write(args.json, lambda p: p.write_text(payload + "\n", encoding="utf-8"))
+    return 0

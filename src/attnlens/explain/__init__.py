@@ -1,0 +1,43 @@
+"""Explanations of predictions: which words made the model decide, by five methods.
+
+```python
+from attnlens.explain import explain, explain_batch, METHODS, to_html, plot_attention
+exp = explain(model, tokenizer, "a gripping, beautifully shot film", method="grad_rollout")
+exp.label, exp.probabilities, exp.words   # words with char offsets and scores summing to 1
+```
+
+Methods (see docs/explanations.md): `attention` (last layer's [CLS] row), `rollout`
+(Abnar & Zuidema), `grad_rollout` (Chefer et al.), `integrated_gradients` (Captum) and
+`occlusion` (leave one word out).
+"""
+
+from attnlens.explain.api import DEFAULT_METHOD, METHODS, explain, explain_batch, explain_encoded
+from attnlens.explain.explanation import Explanation, TokenImportance, WordImportance
+from attnlens.explain.faithfulness import (
+    PERCENTAGES,
+    Faithfulness,
+    eraser_aopc,
+    random_ranking,
+    ranking_from_explanation,
+)
+from attnlens.explain.heatmap import plot_attention
+from attnlens.explain.render import to_ansi, to_html
+
+__all__ = [
+    "DEFAULT_METHOD",
+    "METHODS",
+    "PERCENTAGES",
+    "Explanation",
+    "Faithfulness",
+    "TokenImportance",
+    "WordImportance",
+    "eraser_aopc",
+    "explain",
+    "explain_batch",
+    "explain_encoded",
+    "plot_attention",
+    "random_ranking",
+    "ranking_from_explanation",
+    "to_ansi",
+    "to_html",
+]

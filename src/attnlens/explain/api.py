@@ -1,0 +1,141 @@
+"""`explain` and `explain_batch`: one entry point for every method, one output shape.
+
+Each method is a function `(model, batch, target, **kwargs) -> (logits, raw token scores)`;
+everything the methods share (tokenising with offsets, truncation, eval mode, choosing the
+target, normalising, merging word pieces) happens here once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+from attnlens.errors import InputError
+from attnlens.explain.attention import last_layer_cls_attention
+from attnlens.explain.explanation import Explanation
+from attnlens.explain.grad_rollout import gradient_weighted_rollout
+from attnlens.explain.inputs import EncodedBatch, check_texts, encode_texts, resolve_max_length
+from attnlens.explain.integrated_gradients import integrated_gradients
+from attnlens.explain.occlusion import leave_one_word_out
+from attnlens.explain.rollout import attention_rollout
+from attnlens.explain.targets import resolve_targets
+from attnlens.explain.words import token_importances, word_importances
+
+METHODS = ("attention", "rollout", "grad_rollout", "integrated_gradients", "occlusion")
+DEFAULT_METHOD = "grad_rollout"
+DEFAULT_BATCH_SIZE = 16
+
+
+def _class_agnostic(method: Callable) -> Callable:
+    """Adapt methods that ignore the target (plain attention, rollout) to the common signature."""
+
+    def run(model, batch: EncodedBatch, target=None, **kwargs):
+        return method(model, batch, **kwargs)
+
+    return run
+
+
+METHOD_FUNCTIONS: dict[str, Callable] = {
+    "attention": _class_agnostic(last_layer_cls_attention),
+    "rollout": _class_agnostic(attention_rollout),
+    "grad_rollout": gradient_weighted_rollout,
+    "integrated_gradients": integrated_gradients,
+    "occlusion": leave_one_word_out,
+}
+
+
+@contextlib.contextmanager
+def eval_mode(model) -> Iterator[None]:
+    """Dropout off while explaining (explanations must be deterministic), then the caller's mode back."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _label_names(model) -> dict[int, str]:
+    id2label = getattr(model.config, "id2label", None) or {}
+    return {i: str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(model.config.num_labels)}
+
+
+def explain_encoded(model, batch: EncodedBatch, texts: list[str], method: str, target, **kwargs) -> list[Explanation]:
+    """Explain an already tokenised batch (the model must be in eval mode); benchmarks time this."""
+    logits, raw = METHOD_FUNCTIONS[method](model, batch, target, **kwargs)
+    targets = resolve_targets(logits.detach(), target).tolist()
+    probabilities = logits.detach().float().softmax(dim=-1).cpu()
+    names = _label_names(model)
+    explanations = []
+    for i, text in enumerate(texts):
+        tokens = token_importances(batch, i, raw[i])
+        explanations.append(
+            Explanation(
+                text=text,
+                method=method,
+                label=names[int(probabilities[i].argmax())],
+                target=int(targets[i]),
+                probabilities={names[c]: float(p) for c, p in enumerate(probabilities[i].tolist())},
+                truncated=batch.truncated[i],
+                tokens=tokens,
+                words=word_importances(text, batch, i, tokens),
+            )
+        )
+    return explanations
+
+
+def _check_method(method: str) -> None:
+    if method not in METHOD_FUNCTIONS:
+        raise InputError(f"unknown explanation method {method!r}; choose one of {', '.join(METHODS)}")
+
+
+def explain_batch(
+    model,
+    tokenizer,
+    texts: list[str],
+    method: str = DEFAULT_METHOD,
+    target: int | list[int] | None = None,
+    max_length: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    **method_kwargs,
+) -> list[Explanation]:
+    """Explain many texts; `target` is one class for all, one per text, or None (each text's prediction).
+
+    Texts are processed in length-sorted chunks of `batch_size` (less padding), results come back
+    in input order.
+    """
+    _check_method(method)
+    limit = resolve_max_length(model, max_length)
+    check_texts(texts)
+    targets = list(target) if isinstance(target, (list, tuple)) else None
+    if targets is not None and len(targets) != len(texts):
+        raise InputError(f"got {len(targets)} targets for {len(texts)} texts")
+    device = next(model.parameters()).device
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    results: list[Explanation | None] = [None] * len(texts)
+    with eval_mode(model):
+        for begin in range(0, len(order), batch_size):
+            chunk = order[begin : begin + batch_size]
+            chunk_texts = [texts[i] for i in chunk]
+            chunk_target = [targets[i] for i in chunk] if targets is not None else target
+            batch = encode_texts(tokenizer, chunk_texts, limit, device)
+            for i, explanation in zip(chunk, explain_encoded(model, batch, chunk_texts, method, chunk_target, **method_kwargs), strict=True):
+                results[i] = explanation
+    return results  # type: ignore[return-value]
+
+
+def explain(
+    model,
+    tokenizer,
+    text: str,
+    method: str = DEFAULT_METHOD,
+    target: int | None = None,
+    max_length: int | None = None,
+    **method_kwargs,
+) -> Explanation:
+    """Explain the model's prediction (or class `target`) for one text with `method` (see METHODS)."""
+    if not isinstance(text, str):
+        raise InputError(f"text must be a string, got {type(text).__name__}")
+    if isinstance(target, (list, tuple)):
+        raise InputError(f"target must be one class index for one text, got {target!r}")
+    return explain_batch(model, tokenizer, [text], method, target, max_length, **method_kwargs)[0]

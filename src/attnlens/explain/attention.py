@@ -1,0 +1,25 @@
+"""Plain attention: the last layer's [CLS] row, averaged over heads.
+
+The cheapest view, and the one the literature warns about (attention is not explanation); it
+is here as the naive reference the other methods are measured against.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from attnlens.explain.inputs import EncodedBatch
+
+
+@torch.no_grad()
+def last_layer_cls_attention(model, batch: EncodedBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (logits, scores (batch, seq)) from one forward pass, keeping only the last layer's map."""
+    last_layer = model.config.num_hidden_layers - 1
+    captured: dict[str, torch.Tensor] = {}
+
+    def keep_last(layer_index: int, probs: torch.Tensor) -> None:
+        if layer_index == last_layer:
+            captured["cls"] = probs[:, :, 0, :].mean(dim=1)  # (batch, seq)
+
+    logits = model(**batch.model_inputs(), attention_hook=keep_last).logits
+    return logits, captured["cls"]

@@ -1,0 +1,69 @@
+"""Removing words from encoded inputs: shared by occlusion and the ERASER faithfulness metrics.
+
+Words are removed by deleting all their word pieces (the sequence gets shorter), not by
+replacing them with [MASK]: the model never saw [MASK] while fine-tuning, and ERASER defines
+comprehensiveness and sufficiency by deletion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+from attnlens.explain.inputs import EncodedBatch
+
+
+def pad_token_id(model) -> int:
+    """The id padding uses; BERT checkpoints call it 0 when the config does not say."""
+    value = getattr(model.config, "pad_token_id", None)
+    return 0 if value is None else int(value)
+
+
+def word_count(batch: EncodedBatch, example: int) -> int:
+    """Number of distinct words of one example that made it into the (possibly truncated) input."""
+    return len({w for w in batch.word_ids[example] if w is not None})
+
+
+def words_in_order(batch: EncodedBatch, example: int) -> list[int]:
+    """Word ids of one example in reading order (the first-seen order of its tokens)."""
+    return list(dict.fromkeys(w for w in batch.word_ids[example] if w is not None))
+
+
+def ids_without_words(batch: EncodedBatch, example: int, removed: Iterable[int]) -> list[int]:
+    """The example's token ids with every piece of the `removed` words deleted; specials stay."""
+    removed = set(removed)
+    ids = batch.input_ids[example, : batch.lengths[example]].tolist()
+    return [t for t, w in zip(ids, batch.word_ids[example], strict=True) if w is None or w not in removed]
+
+
+def pad_ids(sequences: list[list[int]], pad_id: int, device: torch.device | str) -> dict[str, torch.Tensor]:
+    """Model inputs for a list of id sequences of different lengths."""
+    width = max(len(s) for s in sequences)
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for i, sequence in enumerate(sequences):
+        input_ids[i, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
+        attention_mask[i, : len(sequence)] = 1
+    return {
+        "input_ids": input_ids.to(device),
+        "attention_mask": attention_mask.to(device),
+        "token_type_ids": torch.zeros_like(input_ids).to(device),
+    }
+
+
+@torch.no_grad()
+def target_probabilities(
+    model, sequences: list[list[int]], targets: list[int], pad_id: int, batch_size: int = 64
+) -> torch.Tensor:
+    """p(target | sequence) for each sequence, in chunks sorted by length so padding stays small."""
+    device = next(model.parameters()).device
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+    result = torch.empty(len(sequences), dtype=torch.float32)
+    for begin in range(0, len(order), batch_size):
+        chunk = order[begin : begin + batch_size]
+        inputs = pad_ids([sequences[i] for i in chunk], pad_id, device)
+        probs = model(**inputs).logits.float().softmax(dim=-1).cpu()
+        chunk_targets = torch.tensor([targets[i] for i in chunk])
+        result[chunk] = probs.gather(1, chunk_targets.unsqueeze(1)).squeeze(1)
+    return result

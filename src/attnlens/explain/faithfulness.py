@@ -1,0 +1,110 @@
+"""ERASER faithfulness (DeYoung et al., 2020): does deleting the words an explanation ranks
+highest change the prediction (comprehensiveness), and do they alone keep it (sufficiency)?
+
+Both are reported as AOPC, the mean over removing/keeping the top 1, 5, 10, 20 and 50% of words.
+Comprehensiveness: p(target | x) - p(target | x without top-k%), higher is better.
+Sufficiency: p(target | x) - p(target | only the top-k%), lower is better.
+`k%` of n words is `ceil(k * n)` words (at least one), so short sentences are not all zeros.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+import torch
+
+from attnlens.errors import InputError
+from attnlens.explain.erase import ids_without_words, pad_token_id, target_probabilities, words_in_order
+from attnlens.explain.explanation import Explanation
+from attnlens.explain.inputs import encode_texts, resolve_max_length
+
+PERCENTAGES = (0.01, 0.05, 0.10, 0.20, 0.50)
+
+
+@dataclass
+class Faithfulness:
+    """Per-example AOPC values; `mean` gives the dataset numbers."""
+
+    comprehensiveness: list[float]
+    sufficiency: list[float]
+
+    def mean(self) -> dict[str, float]:
+        n = max(len(self.comprehensiveness), 1)
+        return {"comprehensiveness": sum(self.comprehensiveness) / n, "sufficiency": sum(self.sufficiency) / n}
+
+
+def ranking_from_explanation(explanation: Explanation) -> list[int]:
+    """Positions of the explanation's words (reading order), most important first.
+
+    Ties in the normalised score are broken by the raw attribution, then by position, so a
+    signed method's negative evidence ranks last.
+    """
+    order = sorted(
+        range(len(explanation.words)),
+        key=lambda i: (-explanation.words[i].score, -explanation.words[i].attribution, i),
+    )
+    return order
+
+
+def random_ranking(n_words: int, seed: int) -> list[int]:
+    """The baseline every method must beat: a random order of the words, reproducible per seed."""
+    order = list(range(n_words))
+    random.Random(seed).shuffle(order)
+    return order
+
+
+def number_to_remove(n_words: int, fraction: float) -> int:
+    return min(n_words, max(1, math.ceil(fraction * n_words)))
+
+
+@torch.no_grad()
+def eraser_aopc(
+    model,
+    tokenizer,
+    texts: list[str],
+    rankings: list[list[int]],
+    targets: list[int],
+    max_length: int | None = None,
+    percentages: tuple[float, ...] = PERCENTAGES,
+    batch_size: int = 64,
+) -> Faithfulness:
+    """Comprehensiveness and sufficiency AOPC of word `rankings` (positions in reading order).
+
+    Texts are tokenised exactly as `explain` did (same tokenizer and `max_length`), so positions
+    in `Explanation.words` are the words seen here; truncated-away words play no part.
+    """
+    limit = resolve_max_length(model, max_length)
+    pad_id = pad_token_id(model)
+    was_training = model.training
+    model.eval()
+    try:
+        full_sequences, erased, kept, owners = [], [], [], []
+        for start in range(0, len(texts), batch_size):
+            batch = encode_texts(tokenizer, texts[start : start + batch_size], limit)
+            for i in range(len(batch)):
+                example = start + i
+                word_ids = words_in_order(batch, i)
+                if len(rankings[example]) != len(word_ids):
+                    raise InputError(
+                        f"example {example}: ranking has {len(rankings[example])} words, the input has {len(word_ids)}"
+                    )
+                ranked = [word_ids[p] for p in rankings[example]]
+                full_sequences.append(ids_without_words(batch, i, []))
+                for fraction in percentages:
+                    top = ranked[: number_to_remove(len(ranked), fraction)]
+                    rest = ranked[len(top) :]
+                    erased.append(ids_without_words(batch, i, top))
+                    kept.append(ids_without_words(batch, i, rest))
+                    owners.append(example)
+        p_full = target_probabilities(model, full_sequences, targets, pad_id, batch_size)
+        expanded_targets = [targets[e] for e in owners]
+        p_erased = target_probabilities(model, erased, expanded_targets, pad_id, batch_size)
+        p_kept = target_probabilities(model, kept, expanded_targets, pad_id, batch_size)
+    finally:
+        model.train(was_training)
+    bins = len(percentages)
+    drop_erased = (p_full.repeat_interleave(bins) - p_erased).view(-1, bins).mean(dim=1)
+    drop_kept = (p_full.repeat_interleave(bins) - p_kept).view(-1, bins).mean(dim=1)
+    return Faithfulness(comprehensiveness=drop_erased.tolist(), sufficiency=drop_kept.tolist())

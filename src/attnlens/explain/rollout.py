@@ -1,0 +1,46 @@
+"""Attention rollout (Abnar & Zuidema, 2020, "Quantifying Attention Flow in Transformers").
+
+Each layer's head-averaged attention is mixed with the identity for the residual connection,
+`0.5 * A + 0.5 * I` (rows still sum to 1), and the layers are multiplied together. The product is
+accumulated while the forward pass runs, through the model's `attention_hook`, so only one
+seq x seq matrix per example is alive at a time instead of every layer's map.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from attnlens.explain.inputs import EncodedBatch
+
+
+def _with_residual(probs: torch.Tensor) -> torch.Tensor:
+    """(batch, heads, seq, seq) probabilities -> (batch, seq, seq) head mean plus residual identity."""
+    mean = probs.mean(dim=1)
+    eye = torch.eye(mean.shape[-1], dtype=mean.dtype, device=mean.device)
+    return 0.5 * mean + 0.5 * eye
+
+
+@torch.no_grad()
+def attention_rollout(model, batch: EncodedBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (logits, the [CLS] row of the rollout (batch, seq)) from one forward pass."""
+    state: dict[str, torch.Tensor] = {}
+
+    def accumulate(layer_index: int, probs: torch.Tensor) -> None:
+        layer = _with_residual(probs.detach().float())
+        previous = state.get("rollout")
+        # Later layers multiply from the left: information flows from the input upwards.
+        state["rollout"] = layer if previous is None else torch.bmm(layer, previous)
+
+    logits = model(**batch.model_inputs(), attention_hook=accumulate).logits
+    return logits, state["rollout"][:, 0, :]
+
+
+def rollout_from_attentions(attentions: tuple[torch.Tensor, ...] | list[torch.Tensor]) -> torch.Tensor:
+    """The textbook form from all stored maps (batch, heads, seq, seq) per layer -> (batch, seq, seq).
+
+    Kept as the reference the streaming version is tested against.
+    """
+    rollout = _with_residual(attentions[0].float())
+    for probs in attentions[1:]:
+        rollout = _with_residual(probs.float()) @ rollout
+    return rollout
