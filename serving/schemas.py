@@ -15,7 +15,7 @@ from pydantic import AfterValidator, BaseModel, Field
 from pydantic_core import PydanticCustomError
 
 
-def _env_int(name: str, default: int, minimum: int = 1) -> int:
+def env_int(name: str, default: int, minimum: int = 1) -> int:
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
@@ -28,8 +28,8 @@ def _env_int(name: str, default: int, minimum: int = 1) -> int:
     return value
 
 
-MAX_TEXTS = _env_int("ATTNLENS_MAX_TEXTS", 64)
-MAX_CHARS = _env_int("ATTNLENS_MAX_CHARS", 20_000)
+MAX_TEXTS = env_int("ATTNLENS_MAX_TEXTS", 64)
+MAX_CHARS = env_int("ATTNLENS_MAX_CHARS", 20_000)
 
 # The control-character rule (docs/serving.md): NUL is removed; every other C0 control except
 # tab, line feed and carriage return, DEL and the C1 controls become a space; unpaired UTF-16

@@ -20,12 +20,6 @@ from typing import Annotated
 import bentoml
 from pydantic import Field
 
-# Inside a Bento the repository's src/ travels as plain files (attnlens is not pip-installed
-# there); appended, so an installed attnlens (the development venv) still wins.
-_SOURCE_TREE = Path(__file__).resolve().parents[1] / "src"
-if (_SOURCE_TREE / "attnlens").is_dir() and str(_SOURCE_TREE) not in sys.path:
-    sys.path.append(str(_SOURCE_TREE))
-
 from serving.guard import GuardMiddleware
 from serving.schemas import (
     MAX_CHARS,
@@ -40,20 +34,26 @@ from serving.schemas import (
     Method,
     PredictionResult,
     Text,
-    _env_int,
+    env_int,
 )
+
+# Inside a Bento the repository's src/ travels as plain files (attnlens is not pip-installed
+# there); appended, so an installed attnlens (the development venv) still wins.
+_SOURCE_TREE = Path(__file__).resolve().parents[1] / "src"
+if (_SOURCE_TREE / "attnlens").is_dir() and str(_SOURCE_TREE) not in sys.path:
+    sys.path.append(str(_SOURCE_TREE))
 
 logger = logging.getLogger("bentoml.attnlens")
 
-WORKERS = _env_int("ATTNLENS_WORKERS", 1)
-THREADS = _env_int("ATTNLENS_THREADS", max(1, (os.cpu_count() or 1) // WORKERS))
-MAX_CONCURRENCY = _env_int("ATTNLENS_MAX_CONCURRENCY", 64)
+WORKERS = env_int("ATTNLENS_WORKERS", 1)
+THREADS = env_int("ATTNLENS_THREADS", max(1, (os.cpu_count() or 1) // WORKERS))
+MAX_CONCURRENCY = env_int("ATTNLENS_MAX_CONCURRENCY", 64)
 TIMEOUT = float(os.environ.get("ATTNLENS_TIMEOUT", "") or 60)
-BATCH_SIZE = _env_int("ATTNLENS_BATCH_SIZE", 32)
-MAX_LATENCY_MS = _env_int("ATTNLENS_MAX_LATENCY_MS", 10, minimum=0)
+BATCH_SIZE = env_int("ATTNLENS_BATCH_SIZE", 32)
+MAX_LATENCY_MS = env_int("ATTNLENS_MAX_LATENCY_MS", 10, minimum=0)
 # Largest body a valid request can need: every text at the limit, every character escaped
 # (\u0000 is 6 bytes), plus room for the JSON around it.
-MAX_BODY_BYTES = _env_int("ATTNLENS_MAX_BODY_BYTES", MAX_TEXTS * MAX_CHARS * 6 + 65_536)
+MAX_BODY_BYTES = env_int("ATTNLENS_MAX_BODY_BYTES", MAX_TEXTS * MAX_CHARS * 6 + 65_536)
 DEFAULT_METHOD = "grad_rollout"
 EXPLAIN_CHUNK = 4  # texts explained per model call; the cancellation check runs between calls
 
@@ -114,11 +114,7 @@ class AttnlensService:
 
     def _explain_sync(self, texts: list[str], method: str, should_stop=None) -> list:
         """Explanations in small chunks, asking `should_stop` between them (see `_explain`)."""
-        try:
-            from attnlens.explain import explain_batch
-        except ImportError:  # TODO(S): drop once attnlens/explain/__init__.py is committed
-            from attnlens.explain.api import explain_batch
-
+        from attnlens.explain import explain_batch
         from attnlens.predict import PredictionCancelled
 
         results = []

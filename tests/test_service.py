@@ -18,14 +18,9 @@ import pytest
 from service_harness import running_server, save_tiny_classifier
 
 from attnlens import BertForSequenceClassification, load_tokenizer
+from attnlens.explain import METHODS, explain
 from attnlens.predict import Predictor
 
-try:
-    from attnlens.explain import explain
-except ImportError:  # TODO(S): remove once attnlens/explain/__init__.py is committed
-    from attnlens.explain.api import explain
-
-METHODS = ("attention", "rollout", "grad_rollout", "integrated_gradients", "occlusion")
 TEXTS = [
     "a gripping, beautifully acted film.",
     "the plot is thin and the jokes fall flat",
