@@ -33,7 +33,14 @@ demo-train: install
 	$(VENV)/bin/attnlens train configs/demo.yaml output.dir=$(DEMO_OUT)
 
 demo: demo-train
-	@echo "model written to $(DEMO_OUT)/best"
+	$(VENV)/bin/attnlens export --model $(DEMO_OUT)/best --name attnlens-sentiment
+	@echo "model $(DEMO_OUT)/best is in the BentoML store as attnlens-sentiment; serving it (Ctrl-C stops)"
+	$(MAKE) serve
+
+# The service on http://127.0.0.1:3000/ (page at /, API docs at /docs.json); ATTNLENS_MODEL picks
+# another model, ATTNLENS_HOST/ATTNLENS_PORT another address (docs/serving.md).
+serve: install
+	$(VENV)/bin/bentoml serve serving.service:AttnlensService --host $${ATTNLENS_HOST:-127.0.0.1} --port $${ATTNLENS_PORT:-3000}
 
 clean:
 	rm -rf $(VENV) outputs runs .pytest_cache .ruff_cache

@@ -55,7 +55,7 @@ MAX_LATENCY_MS = env_int("ATTNLENS_MAX_LATENCY_MS", 10, minimum=0)
 # (\u0000 is 6 bytes), plus room for the JSON around it.
 MAX_BODY_BYTES = env_int("ATTNLENS_MAX_BODY_BYTES", MAX_TEXTS * MAX_CHARS * 6 + 65_536)
 DEFAULT_METHOD = "grad_rollout"
-EXPLAIN_CHUNK = 4  # texts explained per model call; the cancellation check runs between calls
+EXPLAIN_CHUNK = 8  # texts explained per model call; the cancellation check runs between calls
 
 
 def _importances(explanation, level: str) -> list[Importance]:
@@ -96,13 +96,17 @@ class AttnlensService:
         self.model_lock = asyncio.Lock()
         self.batcher = MicroBatcher(self._predict_slice, max_batch_size=BATCH_SIZE,
                                     max_latency_ms=MAX_LATENCY_MS, model_lock=self.model_lock)
+        # Explanations are batched across requests too (grouped by method); both batchers take
+        # turns on the model through one lock.
+        self.explainer = MicroBatcher(self._explain_slice, max_batch_size=BATCH_SIZE,
+                                      max_latency_ms=MAX_LATENCY_MS, model_lock=self.model_lock)
         self._ready = False
         self._warm_up()
 
     def _warm_up(self) -> None:
         """One prediction and one explanation, so the first user does not pay for lazy set-up."""
         self.predictor.predict(SAMPLE_TEXTS)
-        self._explain_sync([SAMPLE_TEXT], DEFAULT_METHOD)
+        self._explain_slice([SAMPLE_TEXT], DEFAULT_METHOD)
         self._ready = True
         logger.info("model %s loaded and warmed up", self.source.describe())
 
@@ -112,8 +116,8 @@ class AttnlensService:
     def _predict_slice(self, texts: list[str], long_text: str, should_stop) -> list:
         return self.predictor.predict(texts, long_text=long_text, should_stop=should_stop)
 
-    def _explain_sync(self, texts: list[str], method: str, should_stop=None) -> list:
-        """Explanations in small chunks, asking `should_stop` between them (see `_explain`)."""
+    def _explain_slice(self, texts: list[str], method: str, should_stop=None) -> list:
+        """Explanations in chunks of EXPLAIN_CHUNK texts, asking `should_stop` between chunks."""
         from attnlens.explain import explain_batch
         from attnlens.predict import PredictionCancelled
 
@@ -125,19 +129,6 @@ class AttnlensService:
                                      method=method, max_length=self.predictor.max_length)
         return results
 
-    async def _explain(self, texts: list[str], method: str) -> list:
-        import anyio
-
-        # When BentoML's timeout answers 504 it cancels this task; the worker thread cannot be
-        # interrupted, but it sees the pending cancellation between chunks and stops there.
-        task = asyncio.current_task()
-
-        def cancelled() -> bool:
-            return task is not None and task.cancelling() > 0
-
-        async with self.model_lock:
-            return await anyio.to_thread.run_sync(self._explain_sync, texts, method, cancelled)
-
     @bentoml.api(route="/predict")
     async def predict(
         self,
@@ -148,8 +139,11 @@ class AttnlensService:
     ) -> list[PredictionResult]:
         """One result per text. `explain: true` adds grad_rollout word importances;
         `long_text: "chunk"` scores texts past the model's window as overlapping windows."""
-        predictions = await self.batcher.submit(texts, long_text)
-        explanations = await self._explain(texts, DEFAULT_METHOD) if explain else [None] * len(texts)
+        if explain:
+            predictions, explanations = await asyncio.gather(
+                self.batcher.submit(texts, long_text), self.explainer.submit(texts, DEFAULT_METHOD))
+        else:
+            predictions, explanations = await self.batcher.submit(texts, long_text), [None] * len(texts)
         return [
             PredictionResult(
                 label=p.label, score=p.score, probabilities=p.probabilities, num_tokens=p.num_tokens,
@@ -168,8 +162,8 @@ class AttnlensService:
         level: Level = "word",
     ) -> ExplainResult:
         """The prediction for `text` and the importance of each word (or token) for it."""
-        (prediction,) = await self.batcher.submit([text], "truncate")
-        (explanation,) = await self._explain([text], method)
+        (prediction,), (explanation,) = await asyncio.gather(
+            self.batcher.submit([text], "truncate"), self.explainer.submit([text], method))
         return ExplainResult(
             label=prediction.label, score=prediction.score, probabilities=prediction.probabilities,
             num_tokens=prediction.num_tokens, truncated=prediction.truncated,

@@ -1,0 +1,223 @@
+"""Load on the BentoML service, compared with the offline Predictor in the same run.
+
+    python benchmarks/serve_load.py --clients 16 --duration 20
+
+- Offline reference: `Predictor.predict` (and `explain_batch` for the explain workload) on the
+  same texts, in full batches of the server's batch size, in this process.
+- Served: `bentoml serve` on a free 127.0.0.1 port with the same model and a bounded closed loop:
+  `--clients` concurrent clients, each sends one text per request and the next one as soon as
+  the answer arrives.
+Each gets `--duration` seconds per workload, in `--rounds` alternating slices, so that on a
+shared machine both see the same background load.
+
+Workloads: short SST-2 validation sentences, long IMDB reviews (truncated to 512 tokens), short
+sentences with `"explain": true`. Texts are read from ../shared/data at run time. The model is
+outputs/sst2-minilm/best or outputs/demo/best when present, else the MiniLM base with a random
+head (printed either way). Nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DATA = REPO_ROOT.parent / "shared" / "data"
+WORKLOADS = ("short", "long", "short+explain")
+
+
+def pick_model(requested: str | None) -> str:
+    if requested:
+        return requested
+    for candidate in ("outputs/sst2-minilm/best", "outputs/demo/best"):
+        if (REPO_ROOT / candidate / "config.json").is_file():
+            return str(REPO_ROOT / candidate)
+    from attnlens import DEFAULT_BASE_MODEL
+
+    return str(DEFAULT_BASE_MODEL)  # random classification head: speed only, labels meaningless
+
+
+def load_texts() -> dict[str, list[str]]:
+    with open(DATA / "sst2" / "validation.tsv", encoding="utf-8") as handle:
+        short = [row["sentence"] for row in csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)]
+    with open(DATA / "imdb-2k" / "test.csv", encoding="utf-8", newline="") as handle:
+        long = [row["text"] for row in csv.DictReader(handle)]
+    return {"short": short, "long": long, "short+explain": short}
+
+
+class OfflineReference:
+    """The library itself in this process: the ceiling the service is measured against."""
+
+    def __init__(self, model_dir: str, batch_size: int, threads: int) -> None:
+        import torch
+
+        from attnlens import BertForSequenceClassification, load_tokenizer
+        from attnlens.predict import Predictor
+
+        torch.set_num_threads(threads)
+        self.model = BertForSequenceClassification.from_pretrained(model_dir).eval()
+        self.tokenizer = load_tokenizer(model_dir)
+        self.predictor = Predictor(self.model, self.tokenizer, batch_size=batch_size)
+        self.batch_size = batch_size
+        self.position = 0
+
+    def run(self, pool: list[str], duration: float, explain: bool) -> tuple[int, float]:
+        """(texts done, seconds) for `duration` seconds of full batches from `pool`."""
+        from attnlens.explain import explain_batch
+
+        done, started = 0, time.perf_counter()
+        while time.perf_counter() - started < duration:
+            batch = [pool[(self.position + i) % len(pool)] for i in range(self.batch_size)]
+            self.position += self.batch_size
+            self.predictor.predict(batch)
+            if explain:
+                explain_batch(self.model, self.tokenizer, batch, method="grad_rollout",
+                              max_length=self.predictor.max_length)
+            done += len(batch)
+        return done, time.perf_counter() - started
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(model_dir: str, port: int, threads: int, batch_size: int, log_path: Path) -> subprocess.Popen:
+    env = {**os.environ, "ATTNLENS_MODEL": model_dir, "ATTNLENS_THREADS": str(threads),
+           "ATTNLENS_BATCH_SIZE": str(batch_size), "ATTNLENS_MAX_CONCURRENCY": "1000", "ATTNLENS_TIMEOUT": "300",
+           "BENTOML_DO_NOT_TRACK": "true", "TOKENIZERS_PARALLELISM": "false"}
+    bentoml = str(Path(sys.executable).with_name("bentoml"))
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([bentoml, "serve", "serving.service:AttnlensService", "--host", "127.0.0.1",
+                                    "--port", str(port)], cwd=REPO_ROOT, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited:\n{log_path.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit("server not ready after 180 s")
+
+
+async def closed_loop(url: str, pool: list[str], clients: int, duration: float, explain: bool,
+                      start_at: int = 0) -> dict:
+    """`clients` concurrent clients, one text per request, each sending again once answered."""
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    counter = iter(range(start_at, 10**9))
+    stop_at = time.perf_counter() + duration
+
+    async def client(http: httpx.AsyncClient) -> None:
+        while time.perf_counter() < stop_at:
+            text = pool[next(counter) % len(pool)]
+            started = time.perf_counter()
+            try:
+                response = await http.post(f"{url}/predict", json={"texts": [text], "explain": explain})
+                if response.status_code == 200:
+                    latencies.append(time.perf_counter() - started)
+                else:
+                    errors[str(response.status_code)] = errors.get(str(response.status_code), 0) + 1
+            except httpx.HTTPError as error:
+                errors[type(error).__name__] = errors.get(type(error).__name__, 0) + 1
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(timeout=300, limits=limits) as http:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(http) for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+    return {"latencies": latencies, "errors": errors, "seconds": elapsed}
+
+
+def summarise(slices: list[dict], offline_done: int, offline_seconds: float) -> dict:
+    latencies = [x for part in slices for x in part["latencies"]]
+    errors: dict[str, int] = {}
+    for part in slices:
+        for key, count in part["errors"].items():
+            errors[key] = errors.get(key, 0) + count
+    seconds = sum(part["seconds"] for part in slices)
+    quantiles = statistics.quantiles(latencies, n=100) if len(latencies) >= 2 else [float("nan")] * 99
+    served = len(latencies) / seconds
+    offline = offline_done / offline_seconds
+    return {"requests": len(latencies), "throughput": served, "errors": errors, "p50_ms": 1000 * quantiles[49],
+            "p95_ms": 1000 * quantiles[94], "p99_ms": 1000 * quantiles[98], "offline_throughput": offline,
+            "ratio": served / offline}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per workload, each side")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating offline/served slices per workload")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads, both sides")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = parser.parse_args()
+    workloads = [w for w in args.workloads.split(",") if w]
+    model_dir = pick_model(args.model)
+    texts = load_texts()
+    print(f"model: {model_dir}\nmachine: {platform.machine()}, {os.cpu_count()} cores, load average "
+          f"{os.getloadavg()[0]:.1f}; {args.clients} clients; {args.duration:.0f} s per workload and side in "
+          f"{args.rounds} rounds; batch size {args.batch_size}; {args.threads} torch threads", flush=True)
+
+    # The server starts first and idles while the library is timed: offline and served slices
+    # alternate, so both see the same background load on a shared machine.
+    port = free_port()
+    log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"attnlens-serve-load-{port}.log"
+    process = start_server(model_dir, port, args.threads, args.batch_size, log_path)
+    results = {}
+    try:
+        offline = OfflineReference(model_dir, args.batch_size, args.threads)
+        offline.run(texts["short"], 1.0, explain=False)  # warm-up, not reported
+        url = f"http://127.0.0.1:{port}"
+        asyncio.run(closed_loop(url, texts["short"], args.clients, 3.0, False))  # warm-up, not reported
+        for workload in workloads:
+            explain = workload.endswith("+explain")
+            slice_seconds = args.duration / args.rounds
+            served_slices, offline_done, offline_seconds = [], 0, 0.0
+            for round_index in range(args.rounds):
+                done, seconds = offline.run(texts[workload], slice_seconds, explain)
+                offline_done, offline_seconds = offline_done + done, offline_seconds + seconds
+                served_slices.append(asyncio.run(closed_loop(url, texts[workload], args.clients, slice_seconds,
+                                                             explain, start_at=round_index * 1000)))
+            results[workload] = summarise(served_slices, offline_done, offline_seconds)
+            print(f"{workload}: {results[workload]['throughput']:.1f} served vs "
+                  f"{results[workload]['offline_throughput']:.1f} offline texts/s", flush=True)
+    finally:
+        process.terminate()
+        process.wait(60)
+
+    print("\n| workload | served texts/s | offline texts/s | ratio | p50 ms | p95 ms | p99 ms | requests | errors |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for workload, r in results.items():
+        print(f"| {workload} | {r['throughput']:.1f} | {r['offline_throughput']:.1f} | {r['ratio']:.2f}x | "
+              f"{r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['p99_ms']:.0f} | {r['requests']} | "
+              f"{sum(r['errors'].values())} {r['errors'] or ''} |")
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+    if args.json:
+        args.json.write_text(json.dumps({"model": model_dir, "clients": args.clients, "duration": args.duration,
+                                         "results": results}, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
