@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from attnlens.errors import ConfigError
 
 METRIC_NAMES = ("accuracy", "f1", "precision", "recall")
 MIXED_PRECISION_CHOICES = ("auto", "no", "bf16", "fp16")
+FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 @dataclass
@@ -196,6 +198,9 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
     if hint is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if hint is float and is_number:
+        return float(value)
+    if hint is float and isinstance(value, str) and FLOAT_TEXT.fullmatch(value.strip()):
+        # YAML 1.1 reads `5e-5` (no dot) as a string; everyone writes learning rates that way.
         return float(value)
     if hint is str and isinstance(value, str):
         return value

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import importlib.resources
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,12 @@ def _label_id(
 ) -> int:
     """Accept a label id (0..n-1, int or digit string) or a label name (case-insensitive)."""
     where = f"{source_name}: row {row}: label {label!r} in column {column!r}"
+    if isinstance(label, float):
+        # pandas turns an integer column with an empty cell into floats (1.0, nan).
+        if math.isnan(label):
+            label = None
+        elif label.is_integer():
+            label = int(label)
     if label is None:
         raise DataError(f"{source_name}: row {row}: missing label in column {column!r}")
     if isinstance(label, bool) or not isinstance(label, (int, str)):

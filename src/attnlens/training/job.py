@@ -19,7 +19,7 @@ import datasets
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator, DataLoaderConfiguration
-from accelerate.utils import ProjectConfiguration, set_seed
+from accelerate.utils import DistributedType, ProjectConfiguration, set_seed
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -319,9 +319,10 @@ class FineTuningJob:
             if training.checkpoint_every_steps and state.global_step % training.checkpoint_every_steps == 0:
                 self.checkpoint()
             if self.finished():
-                return
-        state.epoch += 1
-        state.batches_in_epoch = 0
+                break
+        if state.batches_in_epoch >= len(self.train_loader):
+            state.epoch += 1
+            state.batches_in_epoch = 0
         if state.last_eval_step != state.global_step:
             self.evaluate_and_track()
 
@@ -361,7 +362,9 @@ class FineTuningJob:
         return results
 
     def ensure_finite_weights(self, what: str) -> None:
-        if not all_finite(self.model):
+        """Collective check: under FSDP each process sees only its shard, and all must agree to stop."""
+        local_bad = torch.tensor(0.0 if all_finite(self.model) else 1.0, device=self.accelerator.device)
+        if float(self.accelerator.reduce(local_bad, reduction="sum")) > 0:
             raise TrainingDivergedError(
                 f"non-finite weights at step {self.state.global_step}; refusing to write the {what}"
             )
@@ -378,10 +381,17 @@ class FineTuningJob:
         accelerator = self.accelerator
         best = self.output_dir / BEST_MODEL_DIR
         staging = self.output_dir / f"{BEST_MODEL_DIR}.tmp"
+        model = accelerator.unwrap_model(self.model)
+        if accelerator.distributed_type == DistributedType.FSDP:
+            # Sharded parameters: gather the full state dict (a collective) into a plain copy.
+            full_state = accelerator.get_state_dict(self.model)
+            if accelerator.is_main_process:
+                model = type(model)(model.config)
+                model.load_state_dict(full_state)
         if accelerator.is_main_process:
             shutil.rmtree(staging, ignore_errors=True)
             staging.mkdir(parents=True)
-            accelerator.unwrap_model(self.model).save_pretrained(staging, tokenizer=self.tokenizer)
+            model.save_pretrained(staging, tokenizer=self.tokenizer)
             write_model_card(staging, self.model_card())
             shutil.rmtree(best, ignore_errors=True)
             staging.rename(best)

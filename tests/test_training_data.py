@@ -1,0 +1,185 @@
+"""Data reading and validation, batching and metrics of the fine-tuning job (no training)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+
+from attnlens.errors import DataError
+from attnlens.training.batching import LengthGroupedSampler, PaddingCollator, sorted_by_length
+from attnlens.training.checkpointing import resolve_resume
+from attnlens.training.config import TrainingConfig
+from attnlens.training.data import load_examples, tokenize_examples
+from attnlens.training.metrics import ClassificationMetrics
+from attnlens.training.optim import build_optimizer, build_scheduler
+
+LABELS = ["negative", "positive"]
+
+
+def load(path: Path, text_column: str = "text", label_column: str = "label"):
+    return load_examples(str(path), "train", None, text_column, label_column, LABELS)
+
+
+def test_demo_set_is_shipped_balanced_varied_and_valid():
+    examples = load_examples("attnlens://data/demo_reviews.csv", "train", None, "text", "label", LABELS)
+    assert len(examples) >= 300
+    assert Counter(examples["labels"]) == {0: len(examples) // 2, 1: len(examples) // 2}
+    texts = examples["text"]
+    assert len(set(texts)) == len(texts)
+    assert max(len(t.split()) for t in texts) <= 40
+    assert len({t.split()[0].lower() for t in texts}) >= 20, "reviews should not all start alike"
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl", ".json", ".parquet"])
+def test_every_file_format_reads_ids_and_names(tmp_path, suffix):
+    rows = [{"review": "lovely", "stars": "positive"}, {"review": "NA", "stars": 0}, {"review": 'a "quote', "stars": 1}]
+    path = tmp_path / f"data{suffix}"
+    if suffix in (".csv", ".tsv"):
+        delimiter = "\t" if suffix == ".tsv" else ","
+        lines = ["review" + delimiter + "stars"] + [f"{r['review']}{delimiter}{r['stars']}" for r in rows]
+        if suffix == ".csv":
+            lines[3] = '"a ""quote",1'
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    elif suffix == ".jsonl":
+        path.write_text("\n".join(json.dumps(r) for r in rows[1:]) + "\n", encoding="utf-8")
+    elif suffix == ".json":
+        path.write_text(json.dumps(rows[1:]), encoding="utf-8")
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"review": [r["review"] for r in rows], "stars": [str(r["stars"]) for r in rows]}), path)
+    examples = load(path, "review", "stars")
+    expected = rows if suffix not in (".jsonl", ".json") else rows[1:]
+    assert examples["text"] == [r["review"] for r in expected]
+    assert examples["labels"] == [LABELS.index(r["stars"]) if isinstance(r["stars"], str) else r["stars"] for r in expected]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("text,label\ngood,1\n,0\n", "row 2: missing text in column 'text'"),
+        ("text,label\ngood,1\nbad,neutral\n", "row 2: label 'neutral' in column 'label' is unknown"),
+        ("text,label\ngood,1\nbad,7\n", "row 2: label 7 in column 'label' is unknown"),
+        ("text,label\ngood,1\nbad,\n", "row 2: missing label in column 'label'"),
+        ("text,label\ngood,0.5\n", "row 1: label 0.5 in column 'label' is float"),
+        ("words,label\ngood,1\n", "no column 'text'"),
+    ],
+)
+def test_bad_rows_name_file_row_and_value(tmp_path, content, message):
+    path = tmp_path / "reviews.csv"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(DataError) as error:
+        load(path)
+    assert str(error.value).startswith(f"{path}: ")
+    assert message in str(error.value)
+
+
+def test_wrong_text_type_in_json_is_named(tmp_path):
+    path = tmp_path / "reviews.jsonl"
+    path.write_text('{"text": "fine", "label": 1}\n{"text": 12, "label": 0}\n', encoding="utf-8")
+    with pytest.raises(DataError) as error:
+        load(path)
+    # datasets reads the mixed column as strings or refuses it; either way the file is named.
+    assert str(path) in str(error.value) or "row 2" in str(error.value)
+
+
+def test_missing_file_and_unknown_format_are_data_errors(tmp_path):
+    with pytest.raises(DataError, match="data file not found"):
+        load(tmp_path / "nope.csv")
+    odd = tmp_path / "reviews.xlsx"
+    odd.write_text("x", encoding="utf-8")
+    with pytest.raises(DataError, match="unsupported file type"):
+        load(odd)
+
+
+def test_sampler_is_seeded_per_epoch_and_groups_lengths():
+    lengths = [int(x) for x in torch.randint(3, 60, (1000,), generator=torch.Generator().manual_seed(0))]
+    sampler = LengthGroupedSampler(lengths, batch_size=10, seed=5, mega_batch_factor=5)
+    first = list(sampler)
+    assert sorted(first) == list(range(1000))
+    assert list(sampler) == first, "same epoch, same order"
+    sampler.set_epoch(1)
+    assert list(sampler) != first
+    sampler.set_epoch(0)
+    assert list(LengthGroupedSampler(lengths, 10, seed=5, mega_batch_factor=5)) == first
+    # Padding is what grouping saves: padded tokens per batch of 10 vs a plain shuffle.
+    plain = list(LengthGroupedSampler(lengths, 10, seed=5, group_by_length=False))
+
+    def padded(order):
+        batches = [order[i : i + 10] for i in range(0, len(order), 10)]
+        return sum(len(b) * max(lengths[j] for j in b) for b in batches)
+
+    assert padded(first) < 0.8 * padded(plain)
+
+
+def test_collator_pads_dynamically_and_masks(tokenizer):
+    collate = PaddingCollator(tokenizer.pad_token_id)
+    batch = collate([{"input_ids": [101, 7, 102], "labels": 1}, {"input_ids": [101, 102], "labels": 0}])
+    assert batch["input_ids"].tolist() == [[101, 7, 102], [101, 102, tokenizer.pad_token_id]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
+    assert batch["labels"].tolist() == [1, 0]
+
+
+def test_tokenize_truncates_and_records_lengths(tokenizer):
+    examples = load_examples("attnlens://data/demo_reviews.csv", "train", None, "text", "label", LABELS)
+    tokenized = tokenize_examples(examples.select(range(20)), tokenizer, max_length=8)
+    assert max(tokenized["length"]) == 8
+    assert all(len(ids) == n for ids, n in zip(tokenized["input_ids"], tokenized["length"], strict=True))
+    order = sorted_by_length(tokenized["length"])
+    assert [tokenized["length"][i] for i in order] == sorted(tokenized["length"], reverse=True)
+
+
+def test_local_metric_modules_match_scikit_learn():
+    predictions = [0, 1, 1, 0, 1, 1, 0, 0, 1]
+    references = [0, 1, 0, 0, 1, 0, 1, 0, 1]
+    results = ClassificationMetrics().compute(predictions, references)
+    assert results == {
+        "accuracy": pytest.approx(accuracy_score(references, predictions)),
+        "f1": pytest.approx(f1_score(references, predictions, average="macro")),
+        "precision": pytest.approx(precision_score(references, predictions, average="macro")),
+        "recall": pytest.approx(recall_score(references, predictions, average="macro")),
+    }
+
+
+def test_no_weight_decay_on_biases_and_layer_norms_and_linear_schedule():
+    from attnlens import BertConfig, BertForSequenceClassification
+
+    model = BertForSequenceClassification(
+        BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16)
+    )
+    optimizer = build_optimizer(model, TrainingConfig(weight_decay=0.1))
+    decayed, not_decayed = optimizer.param_groups
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert decayed["weight_decay"] == 0.1 and not_decayed["weight_decay"] == 0.0
+    assert all(not names[id(p)].endswith(".bias") and "LayerNorm" not in names[id(p)] for p in decayed["params"])
+    assert {n for n in names.values() if "LayerNorm" in n or n.endswith(".bias")} == {
+        names[id(p)] for p in not_decayed["params"]
+    }
+    scheduler = build_scheduler(optimizer, total_steps=10, warmup_steps=2)
+    rates = []
+    for _ in range(10):
+        rates.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    assert rates[0] < rates[1] < rates[2] == pytest.approx(TrainingConfig().learning_rate)
+    assert all(a > b for a, b in itertools.pairwise(rates[2:]))
+    assert scheduler.get_last_lr()[0] == 0.0
+
+
+def test_resume_ignores_unfinished_checkpoints(tmp_path):
+    root = tmp_path / "checkpoints"
+    for name in ("checkpoint-20", "checkpoint-100", "checkpoint-120.tmp"):
+        (root / name).mkdir(parents=True)
+    assert resolve_resume("auto", tmp_path) == root / "checkpoint-100"
+    assert resolve_resume("none", tmp_path) is None
+    assert resolve_resume("auto", tmp_path / "fresh") is None
+    with pytest.raises(Exception, match="unfinished checkpoint"):
+        resolve_resume(str(root / "checkpoint-120.tmp"), tmp_path)
+
