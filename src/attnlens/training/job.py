@@ -69,9 +69,19 @@ def resolve_mixed_precision(requested: str) -> str:
     return "no"
 
 
+def has_accelerator_device() -> bool:
+    accelerator_api = getattr(torch, "accelerator", None)  # torch >= 2.6 knows CUDA, XPU, MPS, ...
+    if accelerator_api is not None:
+        return bool(accelerator_api.is_available())
+    return torch.cuda.is_available()
+
+
 def build_accelerator(config: JobConfig) -> Accelerator:
     output_dir = Path(config.output.dir)
     return Accelerator(
+        # Without a GPU, Accelerate only forms a process group (gloo, MULTI_CPU) when told it runs on
+        # CPU; otherwise every launched process would silently train alone.
+        cpu=not has_accelerator_device(),
         mixed_precision=resolve_mixed_precision(config.training.mixed_precision),
         gradient_accumulation_steps=config.training.gradient_accumulation_steps,
         log_with=config.output.log_with,
