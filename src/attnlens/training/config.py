@@ -103,6 +103,23 @@ class JobConfig:
         return dataclasses.asdict(self)
 
 
+class _Yaml12BoolLoader(yaml.SafeLoader):
+    """YAML with 1.2 booleans: only true/false are booleans, so `mixed_precision: no` stays "no"."""
+
+
+_Yaml12BoolLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12BoolLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Yaml12BoolLoader)  # a SafeLoader subclass: no arbitrary objects
+
+
 def load_job_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> JobConfig:
     """Read a YAML job file, apply `key=value` overrides, and return a validated `JobConfig`."""
     path = Path(path)
@@ -111,7 +128,7 @@ def load_job_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (
     except OSError as error:
         raise ConfigError(f"{path}: cannot read job config ({error.strerror})") from error
     try:
-        raw = yaml.safe_load(text)
+        raw = parse_yaml(text)
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from error
     if raw is None:
@@ -130,7 +147,7 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
     if not sep or not key:
         raise ConfigError(f"override {override!r} must look like section.key=value")
     try:
-        value = yaml.safe_load(value_text) if value_text.strip() else ""
+        value = parse_yaml(value_text) if value_text.strip() else ""
     except yaml.YAMLError as error:
         raise ConfigError(f"override {key}: value {value_text!r} is not valid YAML") from error
     parts = key.split(".")

@@ -232,6 +232,7 @@ class FineTuningJob:
         # Stepped by us once per optimizer step (not prepared: Accelerate would step it once per process).
         self.scheduler = build_scheduler(self.optimizer, self.total_steps, warmup_steps)
         self.state = JobState()
+        self.evaluation_seconds = 0.0  # evaluations and best-model saves, reported apart from training
         self.accelerator.register_for_checkpointing(self.scheduler, self.state)
         # Different dropout masks per process; restored from the checkpoint on resume anyway.
         set_seed(training.seed, device_specific=True)
@@ -347,6 +348,13 @@ class FineTuningJob:
             )
 
     def evaluate_and_track(self) -> dict[str, float]:
+        started = time.perf_counter()
+        try:
+            return self._evaluate_and_track()
+        finally:
+            self.evaluation_seconds += time.perf_counter() - started
+
+    def _evaluate_and_track(self) -> dict[str, float]:
         state, training = self.state, self.config.training
         results = evaluate(self.model, self.eval_loader, self.accelerator, self.metrics)
         state.last_eval_step = state.global_step
@@ -437,7 +445,10 @@ class FineTuningJob:
             "num_train_examples": self.num_train_examples,
             "num_validation_examples": self.num_validation_examples,
             "train_seconds_this_session": round(elapsed, 3),
-            "train_examples_per_second": round(examples / elapsed, 3) if elapsed > 0 else None,
+            "evaluation_seconds_this_session": round(self.evaluation_seconds, 3),
+            "train_examples_per_second": round(examples / (elapsed - self.evaluation_seconds), 3)
+            if elapsed > self.evaluation_seconds
+            else None,
             "resumed_from": str(self.resume_from) if self.resume_from else None,
             "best_model_dir": str(self.output_dir / BEST_MODEL_DIR),
             "command": self.command,
