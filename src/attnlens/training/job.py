@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from attnlens import DEFAULT_BASE_MODEL, BertForSequenceClassification, load_tokenizer
+from attnlens.baselines.job_config import build_baseline_model
 from attnlens.errors import AttnlensError
 from attnlens.training.batching import LengthGroupedSampler, PaddingCollator, sorted_by_length
 from attnlens.training.checkpointing import (
@@ -43,7 +44,10 @@ from attnlens.training.model_card import jsonable, render_model_card, write_mode
 from attnlens.training.optim import build_optimizer, build_scheduler
 
 METRICS_FILE = "metrics.json"
+DEFAULT_BASE_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"  # what attnlens.DEFAULT_BASE_MODEL holds
 BEST_MODEL_DIR = "best"
+# Longest input a trained baseline reads at prediction time; BERT's window, so both see the same text.
+BASELINE_MAX_LENGTH = 512
 
 
 class TrainingDivergedError(AttnlensError):
@@ -106,8 +110,15 @@ def load_datasets(config: JobConfig, accelerator: Accelerator) -> Datasets:
     return Datasets(train=train, validation=validation)
 
 
-def build_model(config: JobConfig) -> BertForSequenceClassification:
+def build_model(config: JobConfig) -> nn.Module:
     id2label = dict(enumerate(config.data.label_names))
+    if config.model.arch != "bert":  # a pre-BERT baseline on the base model's vocabulary (docs/baselines.md)
+        return build_baseline_model(
+            config.model.arch, config.model.baseline,
+            tokenizer=load_tokenizer(base_model_path(config), revision=config.model.revision),
+            base_model=base_model_path(config), id2label=id2label, max_length=BASELINE_MAX_LENGTH,
+            dropout=config.model.dropout, revision=config.model.revision,
+        )
     model = BertForSequenceClassification.from_pretrained(
         base_model_path(config),
         revision=config.model.revision,
@@ -418,8 +429,8 @@ class FineTuningJob:
     def model_card(self) -> str:
         return render_model_card(
             self.config,
-            base_model=self.config.model.base_model if self.config.model.base_model != "default"
-            else f"default ({DEFAULT_BASE_MODEL})",
+            base_model=DEFAULT_BASE_MODEL_ID if self.config.model.base_model == "default"
+            else self.config.model.base_model,
             results=self.state.best_results,
             best_step=self.state.best_step,
             command=self.command,

@@ -43,8 +43,10 @@ def render_model_card(
         "seed": training.seed,
         "group_by_length": training.group_by_length,
     }
+    # The Hub validates `base_model` as a repo id: only emit it when the base is not a local folder.
+    base_model_line = "" if Path(base_model).exists() else f"base_model: {base_model}\n"
     return f"""---
-library_name: attnlens
+{base_model_line}library_name: attnlens
 pipeline_tag: text-classification
 tags:
 - attnlens
