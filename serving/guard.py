@@ -100,6 +100,10 @@ class GuardMiddleware:
         self.api_key = api_key or None
         self.max_body_bytes = max_body_bytes
         self.index_html = (STATIC_DIR / "index.html").read_bytes()
+        # BentoML's Swagger UI lived at "/", which is our page now; it moves to /docs.
+        import _bentoml_impl.server
+
+        self.swagger_html = (Path(_bentoml_impl.server.__file__).parent / "main-openapi.html").read_bytes()
 
     def _api_input_spec(self, path: str) -> Any | None:
         for api in self.service.apis.values():
@@ -111,10 +115,11 @@ class GuardMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path, method = scope["path"], scope["method"]
-        if path == "/" and method in ("GET", "HEAD"):
+        if path in ("/", "/docs") and method in ("GET", "HEAD"):
+            page = self.index_html if path == "/" else self.swagger_html
             return await self._send(send, 200, [(b"content-type", b"text/html; charset=utf-8"),
-                                                (b"content-length", str(len(self.index_html)).encode())],
-                                    b"" if method == "HEAD" else self.index_html)
+                                                (b"content-length", str(len(page)).encode())],
+                                    b"" if method == "HEAD" else page)
         if path == "/docs.json" and method == "GET":
             return await self._amended_openapi(scope, receive, send)
         input_spec = self._api_input_spec(path)

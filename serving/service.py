@@ -5,7 +5,8 @@
 Configuration is by environment variable (docs/serving.md has the full table): ATTNLENS_MODEL
 (folder, Hub repo id[@revision] or model-store tag; default the store's `attnlens-sentiment`),
 ATTNLENS_API_KEY, ATTNLENS_WORKERS, ATTNLENS_THREADS, ATTNLENS_MAX_CONCURRENCY, ATTNLENS_TIMEOUT,
-ATTNLENS_MAX_TEXTS, ATTNLENS_MAX_CHARS, ATTNLENS_BATCH_SIZE, ATTNLENS_MAX_LATENCY_MS.
+ATTNLENS_MAX_TEXTS, ATTNLENS_MAX_CHARS, ATTNLENS_BATCH_SIZE, ATTNLENS_MAX_LATENCY_MS,
+ATTNLENS_QUANTIZE.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ MAX_CONCURRENCY = env_int("ATTNLENS_MAX_CONCURRENCY", 64)
 TIMEOUT = float(os.environ.get("ATTNLENS_TIMEOUT", "") or 60)
 BATCH_SIZE = env_int("ATTNLENS_BATCH_SIZE", 32)
 MAX_LATENCY_MS = env_int("ATTNLENS_MAX_LATENCY_MS", 10, minimum=0)
+# "int8": predictions from the dynamically quantised model (attnlens.quantize); explanations keep
+# the float32 model, since gradient methods need a backward the int8 kernels do not have.
+QUANTIZE = os.environ.get("ATTNLENS_QUANTIZE", "") or "none"
 # Largest body a valid request can need: every text at the limit, every character escaped
 # (\u0000 is 6 bytes), plus room for the JSON around it.
 MAX_BODY_BYTES = env_int("ATTNLENS_MAX_BODY_BYTES", MAX_TEXTS * MAX_CHARS * 6 + 65_536)
@@ -92,7 +96,10 @@ class AttnlensService:
             self.source.name_or_path, revision=self.source.revision
         ).eval()
         self.tokenizer = load_tokenizer(self.source.name_or_path, revision=self.source.revision)
-        self.predictor = Predictor(self.model, self.tokenizer, batch_size=BATCH_SIZE)
+        from attnlens.quantize import apply_quantization
+
+        self.predictor = Predictor(apply_quantization(self.model, QUANTIZE), self.tokenizer,
+                                   batch_size=BATCH_SIZE)
         self.model_lock = asyncio.Lock()
         self.batcher = MicroBatcher(self._predict_slice, max_batch_size=BATCH_SIZE,
                                     max_latency_ms=MAX_LATENCY_MS, model_lock=self.model_lock)
