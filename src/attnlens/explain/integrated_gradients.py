@@ -35,7 +35,10 @@ def integrated_gradients(
     targets = resolve_targets(logits, target)
 
     def target_logits(input_ids, attention_mask, token_type_ids):
-        return model(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
+        # Captum evaluates some passes under no_grad, where the model may take its packed
+        # (unpadded) inference path and the embedding output changes shape; keep the padded one.
+        with torch.enable_grad():
+            return model(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
 
     from captum.attr import LayerIntegratedGradients  # heavy; only this method needs it
 

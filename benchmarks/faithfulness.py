@@ -1,0 +1,174 @@
+"""Faithfulness (ERASER comprehensiveness / sufficiency AOPC) and cost of every explanation method.
+
+    python benchmarks/faithfulness.py --model outputs/sst2-minilm/best
+
+Datasets: SST-2 validation (all 872 sentences) and 200 IMDB reviews drawn from imdb-2k with a
+fixed seed (evaluation only; nothing is tuned on them). For each method and a random ranking of
+the same words: comprehensiveness and sufficiency as AOPC over the top 1/5/10/20/50% of words
+(see attnlens.explain.faithfulness), and cost per example relative to one forward pass of the
+same batch, timed chunk by chunk in the same run so machine load hits both alike.
+Writes a Markdown table to stdout and everything to --output (JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import platform
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from attnlens import BertForSequenceClassification, load_tokenizer
+from attnlens.explain import METHODS, eraser_aopc, explain_encoded, random_ranking, ranking_from_explanation
+from attnlens.explain.api import eval_mode
+from attnlens.explain.inputs import encode_texts, resolve_max_length
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+def load_sst2(data_dir: Path, limit: int | None) -> tuple[list[str], list[int]]:
+    path = data_dir / "sst2" / "validation.tsv"
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+    rows = rows[:limit] if limit else rows
+    return [r["sentence"] for r in rows], [int(r["label"]) for r in rows]
+
+
+def load_imdb(data_dir: Path, count: int, seed: int) -> tuple[list[str], list[int]]:
+    path = data_dir / "imdb-2k" / "test.csv"
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    rows = random.Random(seed).sample(rows, min(count, len(rows)))
+    return [r["text"] for r in rows], [int(r["label"]) for r in rows]
+
+
+def method_kwargs(method: str, args: argparse.Namespace) -> dict:
+    return {"n_steps": args.ig_steps} if method == "integrated_gradients" else {}
+
+
+def explain_and_time(model, tokenizer, texts: list[str], methods: list[str], max_length: int, args) -> tuple[dict, dict]:
+    """Explanations per method and seconds per method (plus "forward"), chunk by chunk."""
+    seconds = {name: 0.0 for name in ["forward", *methods]}
+    explanations: dict[str, list] = {m: [None] * len(texts) for m in methods}
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # less padding, as explain_batch does
+    with eval_mode(model):
+        for begin in range(0, len(order), args.batch_size):
+            chunk = order[begin : begin + args.batch_size]
+            chunk_texts = [texts[i] for i in chunk]
+            batch = encode_texts(tokenizer, chunk_texts, max_length)
+            with torch.no_grad():
+                start = time.perf_counter()
+                model(**batch.model_inputs())
+                seconds["forward"] += time.perf_counter() - start
+            for method in methods:
+                start = time.perf_counter()
+                result = explain_encoded(model, batch, chunk_texts, method, None, **method_kwargs(method, args))
+                seconds[method] += time.perf_counter() - start
+                for i, exp in zip(chunk, result, strict=True):
+                    explanations[method][i] = exp
+            print(f"  {begin + len(chunk)}/{len(texts)} explained", file=sys.stderr, flush=True)
+    return explanations, seconds
+
+
+def run_dataset(name: str, model, tokenizer, texts: list[str], labels: list[int], max_length: int, args) -> dict:
+    print(f"{name}: {len(texts)} texts, max_length {max_length}", file=sys.stderr, flush=True)
+    explanations, seconds = explain_and_time(model, tokenizer, texts, args.methods, max_length, args)
+    first = explanations[args.methods[0]]
+    targets = [e.target for e in first]
+    rankings = {m: [ranking_from_explanation(e) for e in explanations[m]] for m in args.methods}
+    rankings["random"] = [random_ranking(len(e.words), seed=i) for i, e in enumerate(first)]
+    rows = {}
+    for method, ranking in rankings.items():
+        start = time.perf_counter()
+        scores = eraser_aopc(model, tokenizer, texts, ranking, targets, max_length, batch_size=args.eval_batch_size).mean()
+        cost = seconds[method] / seconds["forward"] if method in seconds else None
+        rows[method] = {**scores, "cost_vs_forward": cost, "seconds": seconds.get(method)}
+        print(f"  {method}: {scores} (AOPC took {time.perf_counter() - start:.0f}s)", file=sys.stderr, flush=True)
+    accuracy = sum(t == y for t, y in zip(targets, labels, strict=True)) / len(labels)
+    return {
+        "texts": len(texts),
+        "max_length": max_length,
+        "truncated": sum(e.truncated for e in first),
+        "accuracy": accuracy,
+        "forward_seconds": seconds["forward"],
+        "methods": rows,
+    }
+
+
+def markdown(results: dict) -> str:
+    lines = []
+    for dataset, result in results["datasets"].items():
+        lines.append(
+            f"**{dataset}** ({result['texts']} texts, max_length {result['max_length']}, "
+            f"{result['truncated']} truncated, model accuracy {result['accuracy']:.3f}, "
+            f"forward pass {1000 * result['forward_seconds'] / result['texts']:.1f} ms/example)\n"
+        )
+        lines.append("| method | comprehensiveness ↑ | sufficiency ↓ | cost (× forward) |")
+        lines.append("|---|---:|---:|---:|")
+        for method, row in result["methods"].items():
+            cost = "—" if row["cost_vs_forward"] is None else f"{row['cost_vs_forward']:.2f}"
+            lines.append(f"| {method} | {row['comprehensiveness']:.3f} | {row['sufficiency']:.3f} | {cost} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="fine-tuned model folder (Hub layout)")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--datasets", nargs="+", choices=("sst2", "imdb"), default=["sst2", "imdb"])
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--sst2-limit", type=int, default=None, help="first N validation sentences (default: all 872)")
+    parser.add_argument("--imdb-count", type=int, default=200)
+    parser.add_argument("--imdb-seed", type=int, default=0)
+    parser.add_argument("--imdb-max-length", type=int, default=256,
+                        help="tokens read per review (default 256: keeps occlusion, one pass per word, affordable)")
+    parser.add_argument("--ig-steps", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=16, help="texts per explanation batch (and per timed forward)")
+    parser.add_argument("--eval-batch-size", type=int, default=64, help="sequences per forward when scoring erasures")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--output", type=Path, default=None)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = BertForSequenceClassification.from_pretrained(args.model).eval()
+    tokenizer = load_tokenizer(args.model)
+    results = {
+        "command": " ".join(["python", "benchmarks/faithfulness.py", *(argv if argv is not None else sys.argv[1:])]),
+        "model": str(args.model),
+        "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} threads",
+        "ig_steps": args.ig_steps,
+        "datasets": {},
+    }
+    started = time.perf_counter()
+    if "sst2" in args.datasets:
+        texts, labels = load_sst2(args.data_dir, args.sst2_limit)
+        results["datasets"]["SST-2 validation"] = run_dataset(
+            "SST-2 validation", model, tokenizer, texts, labels, resolve_max_length(model, None), args
+        )
+    if "imdb" in args.datasets:
+        texts, labels = load_imdb(args.data_dir, args.imdb_count, args.imdb_seed)
+        results["datasets"][f"IMDB ({len(texts)} of imdb-2k)"] = run_dataset(
+            "IMDB", model, tokenizer, texts, labels, resolve_max_length(model, args.imdb_max_length), args
+        )
+    results["total_seconds"] = time.perf_counter() - started
+    print(markdown(results))
+    print(f"total {results['total_seconds']:.0f}s", file=sys.stderr)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
