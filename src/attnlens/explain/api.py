@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 
+from attnlens.baselines.native import native_attention
 from attnlens.errors import InputError
 from attnlens.explain.attention import last_layer_cls_attention
 from attnlens.explain.explanation import Explanation
@@ -22,6 +23,9 @@ from attnlens.explain.targets import resolve_targets
 from attnlens.explain.words import token_importances, word_importances
 
 METHODS = ("attention", "rollout", "grad_rollout", "integrated_gradients", "occlusion")
+# Methods only some models have: `native` is the own attention of the pre-BERT baselines
+# (attnlens.baselines); a model lists what it supports in `supported_explanations`.
+MODEL_SPECIFIC_METHODS = ("native",)
 DEFAULT_METHOD = "grad_rollout"
 DEFAULT_BATCH_SIZE = 16
 
@@ -41,6 +45,7 @@ METHOD_FUNCTIONS: dict[str, Callable] = {
     "grad_rollout": gradient_weighted_rollout,
     "integrated_gradients": integrated_gradients,
     "occlusion": leave_one_word_out,
+    "native": native_attention,
 }
 
 
@@ -60,33 +65,39 @@ def _label_names(model) -> dict[int, str]:
     return {i: str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(model.config.num_labels)}
 
 
-def explain_encoded(model, batch: EncodedBatch, texts: list[str], method: str, target, **kwargs) -> list[Explanation]:
-    """Explain an already tokenised batch (the model must be in eval mode); benchmarks time this."""
-    logits, raw = METHOD_FUNCTIONS[method](model, batch, target, **kwargs)
+def build_explanations(model, batch: EncodedBatch, texts: list[str], method: str, target, logits, raw) -> list[Explanation]:
+    """Turn a method's (logits, raw token scores) into `Explanation`s (normalised, words merged)."""
     targets = resolve_targets(logits.detach(), target).tolist()
     probabilities = logits.detach().float().softmax(dim=-1).cpu()
+    predicted = probabilities.argmax(dim=-1).tolist()
+    probabilities = probabilities.tolist()
     names = _label_names(model)
     explanations = []
-    for i, text in enumerate(texts):
-        tokens = token_importances(batch, i, raw[i])
+    for i, tokens in enumerate(token_importances(batch, raw)):
         explanations.append(
             Explanation(
-                text=text,
+                text=texts[i],
                 method=method,
-                label=names[int(probabilities[i].argmax())],
+                label=names[predicted[i]],
                 target=int(targets[i]),
-                probabilities={names[c]: float(p) for c, p in enumerate(probabilities[i].tolist())},
+                probabilities={names[c]: p for c, p in enumerate(probabilities[i])},
                 truncated=batch.truncated[i],
                 tokens=tokens,
-                words=word_importances(text, batch, i, tokens),
+                words=word_importances(texts[i], batch.word_ids[i], tokens),
             )
         )
     return explanations
 
 
+def explain_encoded(model, batch: EncodedBatch, texts: list[str], method: str, target, **kwargs) -> list[Explanation]:
+    """Explain an already tokenised batch (the model must be in eval mode); benchmarks time this."""
+    logits, raw = METHOD_FUNCTIONS[method](model, batch, target, **kwargs)
+    return build_explanations(model, batch, texts, method, target, logits, raw)
+
+
 def _check_method(method: str) -> None:
     if method not in METHOD_FUNCTIONS:
-        raise InputError(f"unknown explanation method {method!r}; choose one of {', '.join(METHODS)}")
+        raise InputError(f"unknown explanation method {method!r}; choose one of {', '.join(METHODS + MODEL_SPECIFIC_METHODS)}")
 
 
 def explain_batch(
@@ -105,6 +116,9 @@ def explain_batch(
     in input order.
     """
     _check_method(method)
+    supported = getattr(model, "supported_explanations", METHODS)
+    if method not in supported:
+        raise InputError(f"method {method!r} does not apply to {type(model).__name__}; choose one of {', '.join(supported)}")
     limit = resolve_max_length(model, max_length)
     check_texts(texts)
     targets = list(target) if isinstance(target, (list, tuple)) else None

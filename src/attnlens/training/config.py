@@ -19,7 +19,9 @@ from typing import Any
 
 import yaml
 
+from attnlens.baselines.job_config import BaselineModelConfig, validate_baseline_section
 from attnlens.errors import ConfigError
+from attnlens.models import ARCHITECTURES
 
 METRIC_NAMES = ("accuracy", "f1", "precision", "recall")
 MIXED_PRECISION_CHOICES = ("auto", "no", "bf16", "fp16")
@@ -34,6 +36,8 @@ class ModelConfig:
     revision: str | None = None
     max_length: int = 128  # tokens per example after truncation, [CLS] and [SEP] included
     dropout: float | None = None  # overrides hidden and attention dropout of the base config when set
+    arch: str = "bert"  # bert (fine-tune base_model) | birnn_attention | han (docs/baselines.md)
+    baseline: BaselineModelConfig = field(default_factory=BaselineModelConfig)  # birnn_attention / han only
 
 
 @dataclass
@@ -243,6 +247,9 @@ def validate_job_config(config: JobConfig, source: str = "config") -> None:
     model, data, training, output = config.model, config.data, config.training, config.output
     if not model.base_model:
         fail("model.base_model", model.base_model, "must name a folder, a Hub id or 'default'")
+    if model.arch not in ARCHITECTURES:
+        fail("model.arch", model.arch, f"must be one of {list(ARCHITECTURES)}")
+    validate_baseline_section(model.baseline, source)
     if model.max_length < 8:
         fail("model.max_length", model.max_length, "must be at least 8")
     if model.dropout is not None and not 0.0 <= model.dropout < 1.0:

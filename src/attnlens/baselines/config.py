@@ -1,0 +1,175 @@
+"""Configurations of the classic attention classifiers, read from and written to `config.json`.
+
+Each model has its own `model_type` ("attnlens_birnn_attention", "attnlens_han") so a saved folder
+says what it holds and `attnlens.models.load_model` can build the right class; loading a BERT
+folder as a baseline (or the reverse) is an error, not a silent mismatch. Field names follow
+Hugging Face where a counterpart exists (`vocab_size`, `hidden_size`, `id2label`,
+`max_position_embeddings`, `pad_token_id`) so the shared code (explanations, the predictor, the
+service) reads them without knowing which model it has.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+from attnlens.errors import ConfigError
+
+RNN_TYPES = ("gru", "lstm")
+# Pooling scores of the BiRNN: the project's scoring functions by name, plus Luong's local-p.
+POOLING_ATTENTIONS = ("additive", "dot", "general", "concat", "local_p")
+QUERIES = ("learned", "final_state")
+EMBEDDING_INITS = ("base_model", "random")
+# Luong's local-p scores positions inside its window with one of the global scores.
+LOCAL_SCORES = ("dot", "general", "concat", "additive")
+# HAN's sentence rule: a sentence ends after one of these word pieces (see docs/baselines.md).
+SENTENCE_END_TOKENS = (".", "!", "?")
+
+
+@dataclass
+class _BaselineConfig:
+    """What both baselines share: vocabulary, embeddings, recurrent encoder, labels."""
+
+    model_type: ClassVar[str] = ""
+
+    vocab_size: int = 30522
+    embedding_dim: int = 384
+    hidden_size: int = 128  # per direction; the bidirectional states are 2 * hidden_size wide
+    num_layers: int = 1
+    rnn_type: str = "gru"
+    attention_dim: int = 128
+    dropout: float = 0.3
+    pad_token_id: int = 0
+    max_position_embeddings: int = 512  # longest input read (tokens, specials included); RNNs have no table
+    embedding_init: str = "base_model"  # how the embeddings were initialised (kept as a record)
+    base_model: str | None = None  # where the tokenizer and initial embeddings came from
+    id2label: dict[int, str] = field(default_factory=lambda: {0: "LABEL_0", 1: "LABEL_1"})
+    architectures: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        self.id2label = {int(index): str(name) for index, name in self.id2label.items()}
+        self.validate()
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.id2label)
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {name: index for index, name in self.id2label.items()}
+
+    def validate(self, source: str = "config") -> None:
+        for name in ("vocab_size", "embedding_dim", "hidden_size", "num_layers", "attention_dim",
+                     "max_position_embeddings"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"{source}: {name} must be a positive integer, got {value!r}")
+        _choice(source, "rnn_type", self.rnn_type, RNN_TYPES)
+        _choice(source, "embedding_init", self.embedding_init, EMBEDDING_INITS)
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ConfigError(f"{source}: dropout must be in [0, 1), got {self.dropout!r}")
+        if not self.id2label or sorted(self.id2label) != list(range(len(self.id2label))):
+            raise ConfigError(f"{source}: id2label keys must be 0..N-1, got {sorted(self.id2label)}")
+        if len(set(self.id2label.values())) != len(self.id2label):
+            raise ConfigError(f"{source}: id2label names must be unique, got {list(self.id2label.values())}")
+
+    # ------------------------------------------------------------------ (de)serialisation
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> _BaselineConfig:
+        """Strict: the model_type must be this model's, and every key must be a known field."""
+        values = dict(values)
+        model_type = values.pop("model_type", None)
+        if model_type != cls.model_type:
+            raise ConfigError(f"{source}: model_type={model_type!r}, expected {cls.model_type!r}")
+        values.pop("label2id", None)  # derived from id2label
+        values.pop("num_labels", None)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown key {unknown[0]!r} for {cls.model_type} "
+                              f"(known: {', '.join(sorted(known))})")
+        if "id2label" in values:
+            values["id2label"] = {int(k): v for k, v in values["id2label"].items()}
+        try:
+            return cls(**values)
+        except ConfigError as error:
+            raise ConfigError(str(error).replace("config:", f"{source}:", 1)) from None
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"{source}: {error}") from None
+
+    @classmethod
+    def from_json_file(cls, path: str | Path) -> _BaselineConfig:
+        return cls.from_dict(read_config_json(path), source=str(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        values: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        values["model_type"] = self.model_type
+        values["id2label"] = {str(i): name for i, name in self.id2label.items()}
+        values["label2id"] = self.label2id
+        if values.get("architectures") is None:
+            values.pop("architectures")
+        return dict(sorted(values.items()))
+
+    def to_json_file(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+
+@dataclass
+class BiRNNAttentionConfig(_BaselineConfig):
+    """Embeddings -> bidirectional GRU/LSTM -> attention pooling -> linear classifier."""
+
+    model_type: ClassVar[str] = "attnlens_birnn_attention"
+
+    attention: str = "additive"  # one of POOLING_ATTENTIONS
+    query: str = "learned"  # the pooling query: a learned vector, or the final forward/backward states
+    local_window: int = 8  # D of Luong's local-p: window [p - D, p + D], Gaussian sigma = D / 2
+    local_score: str = "general"  # the score local-p applies inside its window (Luong used general)
+
+    def validate(self, source: str = "config") -> None:
+        super().validate(source)
+        _choice(source, "attention", self.attention, POOLING_ATTENTIONS)
+        _choice(source, "query", self.query, QUERIES)
+        _choice(source, "local_score", self.local_score, LOCAL_SCORES)
+        if not isinstance(self.local_window, int) or self.local_window < 1:
+            raise ConfigError(f"{source}: local_window must be a positive integer, got {self.local_window!r}")
+
+
+@dataclass
+class HANConfig(_BaselineConfig):
+    """Hierarchical Attention Network (Yang et al. 2016) over WordPiece tokens."""
+
+    model_type: ClassVar[str] = "attnlens_han"
+
+    sentence_hidden_size: int = 128  # per direction, sentence-level encoder
+    max_sentence_length: int = 64  # a longer sentence is cut into pieces of this many tokens
+    sentence_end_token_ids: list[int] = field(default_factory=list)  # ids of SENTENCE_END_TOKENS
+
+    def validate(self, source: str = "config") -> None:
+        super().validate(source)
+        for name in ("sentence_hidden_size", "max_sentence_length"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"{source}: {name} must be a positive integer, got {value!r}")
+        bad = [i for i in self.sentence_end_token_ids if not 0 <= int(i) < self.vocab_size]
+        if bad:
+            raise ConfigError(f"{source}: sentence_end_token_ids holds {bad[0]}, outside [0, {self.vocab_size})")
+
+
+def _choice(source: str, key: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{source}: {key}={value!r} must be one of {list(choices)}")
+
+
+def read_config_json(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config.json not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a JSON object, got {type(values).__name__}")
+    return values

@@ -1,0 +1,83 @@
+"""Saving and loading the baselines in the same Hub layout and with the same strictness as BERT.
+
+`config.json` (with the baseline's own `model_type`), `model.safetensors` and the tokenizer files;
+writing goes through `attnlens.checkpoint.save_pretrained` (atomic files, refusal of non-finite
+weights) and reading through `attnlens.checkpoint.read_weights`. Loading is strict: there are no
+legacy names to translate, so every key and shape must match exactly or the error names the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from attnlens.checkpoint import read_weights
+from attnlens.checkpoint import save_pretrained as save_hub_layout
+from attnlens.errors import CheckpointError, InputError
+from attnlens.hub import resolve_model_dir
+
+# Explanation methods that work on any classifier, plus the baselines' own attention. The others
+# (attention, rollout, grad_rollout) read transformer attention maps these models do not have.
+NATIVE_METHOD = "native"
+SUPPORTED_EXPLANATIONS = (NATIVE_METHOD, "occlusion")
+
+
+def load_strict(model: nn.Module, state: dict[str, Tensor], source: str) -> None:
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise CheckpointError(f"{source}: missing weight {missing[0]!r}{more}")
+    if unexpected:
+        more = f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
+        raise CheckpointError(f"{source}: unexpected weight {unexpected[0]!r}{more}")
+    for key, tensor in expected.items():
+        if state[key].shape != tensor.shape:
+            raise CheckpointError(f"{source}: weight {key!r} has shape {tuple(state[key].shape)} in the "
+                                  f"checkpoint but {tuple(tensor.shape)} in the model (check config.json)")
+    with torch.no_grad():
+        model.load_state_dict(state, strict=True)
+
+
+def base_word_embeddings(base_model: str | Path, revision: str | None = None) -> Tensor:
+    """The word embedding matrix of a BERT checkpoint (vocab, hidden), to initialise a baseline with."""
+    folder = resolve_model_dir(base_model, revision=revision)
+    state = read_weights(folder)
+    for key in ("embeddings.word_embeddings.weight", "bert.embeddings.word_embeddings.weight"):
+        if key in state:
+            return state[key].float().clone()
+    raise CheckpointError(f"{folder}: no embeddings.word_embeddings.weight to initialise the embeddings from")
+
+
+class PretrainedBaseline(nn.Module):
+    """`from_pretrained` / `save_pretrained` and the few hooks shared code looks for."""
+
+    config_class: type
+    supported_explanations = SUPPORTED_EXPLANATIONS
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, *, revision: str | None = None,
+                        local_files_only: bool | None = None, cache_dir: str | Path | None = None):
+        folder = resolve_model_dir(name_or_path, revision=revision, local_files_only=local_files_only,
+                                   cache_dir=cache_dir)
+        config = cls.config_class.from_json_file(folder / "config.json")
+        model = cls(config)
+        source = str(name_or_path) + (f"@{revision}" if revision else "")
+        load_strict(model, read_weights(folder), source)
+        model.eval()
+        model.name_or_path = str(name_or_path)
+        return model
+
+    def save_pretrained(self, directory: str | Path, tokenizer=None) -> Path:
+        return save_hub_layout(self, directory, tokenizer=tokenizer)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.word_embeddings
+
+    def refuse_attention_hook(self, attention_hook) -> None:
+        if attention_hook is not None:
+            raise InputError(f"{self.config.model_type} has no transformer attention maps; explain it with "
+                             f"one of {list(self.supported_explanations)}")
