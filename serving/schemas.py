@@ -72,7 +72,7 @@ Text = Annotated[
     AfterValidator(clean_text),
 ]
 
-Method = Literal["attention", "rollout", "grad_rollout", "integrated_gradients", "occlusion"]
+Method = Literal["attention", "rollout", "grad_rollout", "integrated_gradients", "occlusion", "native"]
 Level = Literal["word", "token"]
 LongText = Literal["truncate", "chunk"]
 

@@ -84,15 +84,16 @@ class AttnlensService:
     def __init__(self) -> None:
         import torch
 
-        from attnlens import BertForSequenceClassification, load_tokenizer
+        from attnlens import load_tokenizer
         from attnlens.model_source import resolve_model
+        from attnlens.models import load_model
         from attnlens.predict import Predictor
         from serving.batching import MicroBatcher
 
         torch.set_num_threads(THREADS)
         self.source = resolve_model()
         logger.info("loading model from %s", self.source.describe())
-        self.model = BertForSequenceClassification.from_pretrained(
+        self.model = load_model(  # BERT or a baseline (birnn_attention / han), by config.json
             self.source.name_or_path, revision=self.source.revision
         ).eval()
         self.tokenizer = load_tokenizer(self.source.name_or_path, revision=self.source.revision)

@@ -90,9 +90,10 @@ def export_to_store(folder: str | os.PathLike[str], name: str = DEFAULT_STORE_NA
     except ValueError as error:
         raise InputError(f"name {name!r} is not a valid BentoML model name: {error}") from error
 
-    from attnlens import BertForSequenceClassification, load_tokenizer
+    from attnlens import load_tokenizer
+    from attnlens.models import load_model
 
-    model = BertForSequenceClassification.from_pretrained(str(source))
+    model = load_model(str(source))
     load_tokenizer(str(source))
     files = [p for p in sorted(source.iterdir()) if p.is_file() and p.name.endswith(_MODEL_FILE_SUFFIXES)]
     labels = {str(i): str(label) for i, label in sorted(model.config.id2label.items())}
@@ -101,7 +102,7 @@ def export_to_store(folder: str | os.PathLike[str], name: str = DEFAULT_STORE_NA
         module="attnlens",
         labels={"task": "sentiment-classification"},
         metadata={"source": str(source.resolve()), "id2label": labels,
-                  "num_hidden_layers": int(model.config.num_hidden_layers)},
+                  "num_hidden_layers": int(getattr(model.config, "num_hidden_layers", 0))},
     ) as stored:
         for file in files:
             shutil.copy2(file, stored.path_of(file.name))

@@ -100,9 +100,10 @@ class Predictor:
     @classmethod
     def from_pretrained(cls, name_or_path: str, *, revision: str | None = None, **kwargs: Any) -> Predictor:
         """Load model and tokenizer from a folder or Hub repo id (see attnlens' public API)."""
-        from attnlens import BertForSequenceClassification, load_tokenizer
+        from attnlens import load_tokenizer
+        from attnlens.models import load_model
 
-        model = BertForSequenceClassification.from_pretrained(name_or_path, revision=revision)
+        model = load_model(name_or_path, revision=revision)
         tokenizer = load_tokenizer(name_or_path, revision=revision)
         return cls(model, tokenizer, **kwargs)
 

@@ -16,14 +16,15 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from attnlens.explain.api import DEFAULT_METHOD, METHODS
+    from attnlens.explain.api import DEFAULT_METHOD, METHODS, MODEL_SPECIFIC_METHODS
 
     parser = subparsers.add_parser("explain", help="explain a prediction: words coloured by importance")
     parser.add_argument("text", nargs="?", help="text to explain; '-' or none: read it from stdin")
     parser.add_argument("--model", default=None,
                         help="folder, Hub repo id[@revision] or BentoML store tag (default: $ATTNLENS_MODEL, "
                              "then the store's attnlens-sentiment)")
-    parser.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD)
+    parser.add_argument("--method", choices=METHODS + MODEL_SPECIFIC_METHODS, default=DEFAULT_METHOD,
+                        help="native: the own attention of birnn_attention / han models")
     parser.add_argument("--target", type=int, default=None, help="class index to explain (default: the prediction)")
     parser.add_argument("--max-length", type=int, default=None, help="truncate at this many tokens (default: the model's limit)")
     parser.add_argument("--ig-steps", type=int, default=None, help="integration steps for integrated_gradients")
@@ -55,13 +56,14 @@ def _write(path: Path, write) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from attnlens import BertForSequenceClassification, load_tokenizer
+    from attnlens import load_tokenizer
     from attnlens.explain import explain, plot_attention, to_ansi, to_html
     from attnlens.model_source import resolve_model
+    from attnlens.models import load_model
 
     text = _read_text(args.text)
     source = resolve_model(args.model)
-    model = BertForSequenceClassification.from_pretrained(source.name_or_path, revision=source.revision)
+    model = load_model(source.name_or_path, revision=source.revision)
     tokenizer = load_tokenizer(source.name_or_path, revision=source.revision)
     kwargs = {"n_steps": args.ig_steps} if args.method == "integrated_gradients" and args.ig_steps else {}
     explanation = explain(model, tokenizer, text, method=args.method, target=args.target,

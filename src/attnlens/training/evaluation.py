@@ -9,7 +9,8 @@ import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
-from attnlens import BertForSequenceClassification, load_tokenizer
+from attnlens import load_tokenizer
+from attnlens.models import load_model
 from attnlens.training.batching import PaddingCollator, sorted_by_length
 from attnlens.training.data import load_examples, tokenize_examples
 from attnlens.training.job import evaluate
@@ -27,7 +28,7 @@ def evaluate_saved_model(
     batch_size: int = 32,
 ) -> dict[str, Any]:
     """Metrics of `model_dir` on `data`; labels are read against the model's own `id2label`."""
-    model = BertForSequenceClassification.from_pretrained(model_dir)
+    model = load_model(model_dir)
     tokenizer = load_tokenizer(model_dir)
     label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     examples = load_examples(data, split, dataset_config, text_column, label_column, label_names)
