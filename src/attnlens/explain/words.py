@@ -9,8 +9,6 @@ pieces' scores, so they sum to 1 as well.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from attnlens.explain.explanation import TokenImportance, WordImportance
@@ -18,52 +16,58 @@ from attnlens.explain.inputs import EncodedBatch
 
 
 def normalise(raw: torch.Tensor, special: torch.Tensor) -> torch.Tensor:
-    """(seq,) raw scores of one example -> non-negative scores summing to 1 over non-special tokens."""
+    """(batch, seq) raw scores -> non-negative scores summing to 1 over each row's non-special tokens."""
     raw = torch.nan_to_num(raw.double(), nan=0.0, posinf=0.0, neginf=0.0)
     positive = raw.clamp(min=0).masked_fill(special, 0.0)
-    total = positive.sum()
-    if total <= 0 or not math.isfinite(total.item()):
-        positive = (~special).double()
-        total = positive.sum()
+    total = positive.sum(dim=-1, keepdim=True)
+    nothing_positive = ~(total > 0)  # also catches an overflowed (inf) total
+    if nothing_positive.any():
+        uniform = (~special).double()
+        positive = torch.where(nothing_positive, uniform, positive)
+        total = positive.sum(dim=-1, keepdim=True)
     return positive / total
 
 
-def token_importances(batch: EncodedBatch, example: int, raw: torch.Tensor) -> list[TokenImportance]:
-    """One `TokenImportance` per real (unpadded) token of `example`."""
-    length = batch.lengths[example]
-    raw = raw[:length].detach().cpu()
-    special = batch.special[example, :length].cpu()
-    scores = normalise(raw, special)
-    return [
-        TokenImportance(
-            token=batch.tokens[example][j],
-            start=int(batch.offsets[example][j][0]),
-            end=int(batch.offsets[example][j][1]),
-            score=0.0 if special[j] else float(scores[j]),
-            special=bool(special[j]),
-            attribution=0.0 if special[j] else float(torch.nan_to_num(raw[j].double(), nan=0.0)),
-        )
-        for j in range(length)
-    ]
+def token_importances(batch: EncodedBatch, raw: torch.Tensor) -> list[list[TokenImportance]]:
+    """One `TokenImportance` per real (unpadded) token of every example.
+
+    Normalisation runs once on the whole batch and Python objects are built from plain lists:
+    for short texts this bookkeeping would otherwise cost as much as the forward pass.
+    """
+    raw = torch.nan_to_num(raw.detach().double().cpu(), nan=0.0, posinf=0.0, neginf=0.0)
+    special = batch.special.cpu()
+    scores = normalise(raw, special).masked_fill(special, 0.0).tolist()
+    raw = raw.masked_fill(special, 0.0).tolist()
+    flags = special.tolist()
+    result = []
+    for i, length in enumerate(batch.lengths):
+        tokens, offsets = batch.tokens[i], batch.offsets[i]
+        result.append([
+            TokenImportance(token=tokens[j], start=offsets[j][0], end=offsets[j][1], score=scores[i][j],
+                            special=flags[i][j], attribution=raw[i][j])
+            for j in range(length)
+        ])
+    return result
 
 
-def word_importances(text: str, batch: EncodedBatch, example: int, tokens: list[TokenImportance]) -> list[WordImportance]:
+def word_importances(text: str, word_ids: list[int | None], tokens: list[TokenImportance]) -> list[WordImportance]:
     """Merge word pieces into the words the tokenizer split the text into, in reading order.
 
     A word spans from its first piece's start to its last piece's end in the original text, so
     accents and emoji come back exactly as the user wrote them.
     """
-    spans: dict[int, list[float]] = {}  # word id -> [start, end, score, attribution]
-    for token, word in zip(tokens, batch.word_ids[example], strict=True):
+    spans: dict[int, list] = {}  # word id -> [start, end, score, attribution]
+    for token, word in zip(tokens, word_ids, strict=True):
         if word is None:
             continue
-        if word not in spans:
-            spans[word] = [token.start, token.end, 0.0, 0.0]
-        span = spans[word]
+        span = spans.get(word)
+        if span is None:
+            spans[word] = [token.start, token.end, token.score, token.attribution]
+            continue
         span[0], span[1] = min(span[0], token.start), max(span[1], token.end)
         span[2] += token.score
         span[3] += token.attribution
     return [
-        WordImportance(word=text[int(s) : int(e)], start=int(s), end=int(e), score=score, attribution=attribution)
+        WordImportance(word=text[s:e], start=s, end=e, score=score, attribution=attribution)
         for s, e, score, attribution in spans.values()
     ]
