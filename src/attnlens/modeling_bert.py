@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from torch import Tensor, nn
 from attnlens.attention import merge_heads, scaled_dot_product_attention, split_heads
 from attnlens.config import BertConfig
 from attnlens.errors import InputError
+from attnlens.kernels import fast_kernels_apply, linear, packed_linear, reference_kernels
+from attnlens.unpadding import Packing
 
 logger = logging.getLogger("attnlens")
 
@@ -72,6 +75,14 @@ class BertEmbeddings(nn.Module):
         embeddings = embeddings + self.position_embeddings(positions)
         return self.dropout(self.LayerNorm(embeddings))  # (batch, seq, hidden)
 
+    def forward_packed(self, input_ids: Tensor, token_type_ids: Tensor, packing: Packing) -> Tensor:
+        """Embeddings of the real tokens only (tokens, hidden); positions are columns, as above."""
+        positions = torch.arange(packing.seq, device=input_ids.device).expand(packing.batch, -1)
+        ids, types, positions = (packing.pack(t) for t in (input_ids, token_type_ids, positions))
+        embeddings = self.word_embeddings(ids) + self.token_type_embeddings(types)
+        embeddings = embeddings + self.position_embeddings(positions)
+        return self.dropout(self.LayerNorm(embeddings))  # (tokens, hidden)
+
 
 class BertSelfAttention(nn.Module):
     """Multi-head self-attention; probabilities are computed only when someone needs them."""
@@ -79,19 +90,47 @@ class BertSelfAttention(nn.Module):
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
         self.num_heads = config.num_attention_heads
+        self.hidden_size = config.hidden_size
         self.query = nn.Linear(config.hidden_size, config.hidden_size)
         self.key = nn.Linear(config.hidden_size, config.hidden_size)
         self.value = nn.Linear(config.hidden_size, config.hidden_size)
         self.dropout_p = config.attention_probs_dropout_prob
+        # Set by `attnlens.quantize`: one int8 product for query, key and value (inference only).
+        self.fused_qkv: nn.Module | None = None
 
-    def forward(self, hidden: Tensor, mask: Tensor | None, need_weights: bool) -> tuple[Tensor, Tensor | None]:
-        q = split_heads(self.query(hidden), self.num_heads)  # (batch, heads, seq, head_dim)
-        k = split_heads(self.key(hidden), self.num_heads)
-        v = split_heads(self.value(hidden), self.num_heads)
+    def _stacked_qkv(self, hidden: Tensor) -> Tensor | None:
+        """[query | key | value] (..., 3 * hidden) from one product, or None where that can't apply.
+
+        One product instead of three reads the input once and, for int8, quantises it once. The
+        three parameters stay separate (Hugging Face's keys); the stacked copy is a cache.
+        """
+        if self.fused_qkv is not None:
+            return self.fused_qkv(hidden)
+        projections = (self.query, self.key, self.value)
+        if fast_kernels_apply(hidden) and all(type(p) is nn.Linear for p in projections):
+            return packed_linear(self, projections, hidden)
+        return None
+
+    def forward(self, hidden: Tensor, mask: Tensor | None, need_weights: bool,
+                packing: Packing | None = None) -> tuple[Tensor, Tensor | None]:
+        """hidden (batch, seq, hidden), or (tokens, hidden) with `packing` (see attnlens.unpadding)."""
+        stacked = self._stacked_qkv(hidden)
+        if stacked is not None:
+            if packing is not None:
+                stacked = packing.pad(stacked)  # (batch, seq, 3 * hidden)
+            projected = stacked.split(self.hidden_size, dim=-1)
+        else:
+            projected = (self.query(hidden), self.key(hidden), self.value(hidden))
+            if packing is not None:
+                projected = tuple(packing.pad(x) for x in projected)
+        q, k, v = (split_heads(x, self.num_heads) for x in projected)  # (batch, heads, seq, head_dim)
         context, probs = scaled_dot_product_attention(
             q, k, v, mask, dropout_p=self.dropout_p if self.training else 0.0, need_weights=need_weights
         )
-        return merge_heads(context), probs  # (batch, seq, hidden), (batch, heads, seq, seq)
+        context = merge_heads(context)  # (batch, seq, hidden)
+        if packing is not None:
+            context = packing.pack(context)  # (tokens, hidden)
+        return context, probs  # ..., (batch, heads, seq, seq)
 
 
 class BertSelfOutput(nn.Module):
@@ -104,7 +143,7 @@ class BertSelfOutput(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden: Tensor, residual: Tensor) -> Tensor:
-        return self.LayerNorm(self.dropout(self.dense(hidden)) + residual)
+        return self.LayerNorm(self.dropout(linear(self.dense, hidden)) + residual)
 
 
 class BertAttention(nn.Module):
@@ -113,8 +152,9 @@ class BertAttention(nn.Module):
         self.self = BertSelfAttention(config)
         self.output = BertSelfOutput(config)
 
-    def forward(self, hidden: Tensor, mask: Tensor | None, need_weights: bool) -> tuple[Tensor, Tensor | None]:
-        context, probs = self.self(hidden, mask, need_weights)
+    def forward(self, hidden: Tensor, mask: Tensor | None, need_weights: bool,
+                packing: Packing | None = None) -> tuple[Tensor, Tensor | None]:
+        context, probs = self.self(hidden, mask, need_weights, packing)
         return self.output(context, hidden), probs
 
 
@@ -123,9 +163,12 @@ class BertIntermediate(nn.Module):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
         self.activation = _ACTIVATIONS[config.hidden_act]
+        self.exact_gelu = config.hidden_act == "gelu"  # the fast kernel fuses exactly this one
 
     def forward(self, hidden: Tensor) -> Tensor:
-        return self.activation(self.dense(hidden))  # (batch, seq, intermediate)
+        if self.exact_gelu:
+            return linear(self.dense, hidden, gelu=True)  # (batch, seq, intermediate)
+        return self.activation(linear(self.dense, hidden))
 
 
 class BertOutput(nn.Module):
@@ -136,7 +179,7 @@ class BertOutput(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden: Tensor, residual: Tensor) -> Tensor:
-        return self.LayerNorm(self.dropout(self.dense(hidden)) + residual)
+        return self.LayerNorm(self.dropout(linear(self.dense, hidden)) + residual)
 
 
 class BertLayer(nn.Module):
@@ -148,8 +191,9 @@ class BertLayer(nn.Module):
         self.intermediate = BertIntermediate(config)
         self.output = BertOutput(config)
 
-    def forward(self, hidden: Tensor, mask: Tensor | None, need_weights: bool) -> tuple[Tensor, Tensor | None]:
-        attended, probs = self.attention(hidden, mask, need_weights)
+    def forward(self, hidden: Tensor, mask: Tensor | None, need_weights: bool,
+                packing: Packing | None = None) -> tuple[Tensor, Tensor | None]:
+        attended, probs = self.attention(hidden, mask, need_weights, packing)
         return self.output(self.intermediate(attended), attended), probs
 
 
@@ -259,12 +303,43 @@ class BertModel(BertPreTrainedModel):
         if attention_mask is not None and not bool(attention_mask.all()):
             mask = attention_mask.bool()[:, None, None, :]  # (batch, 1, 1, seq)
         hidden = self.embeddings(input_ids, token_type_ids)
-        hidden, all_hidden, all_attentions = self.encoder(
-            hidden, mask, output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states, attention_hook=attention_hook,
-        )
-        pooled = self.pooler(hidden) if self.pooler is not None else None
+        # Whoever asks for every layer's output is usually comparing it with `transformers`:
+        # give them the bit-identical products (see attnlens.kernels).
+        kernels = reference_kernels() if output_attentions or output_hidden_states else nullcontext()
+        with kernels:
+            hidden, all_hidden, all_attentions = self.encoder(
+                hidden, mask, output_attentions=output_attentions,
+                output_hidden_states=output_hidden_states, attention_hook=attention_hook,
+            )
+            pooled = self.pooler(hidden) if self.pooler is not None else None
         return BertModelOutput(hidden, pooled, all_hidden, all_attentions)
+
+    def can_unpad(self, attention_mask: Tensor | None) -> bool:
+        """Whether `pooled_output_unpadded` applies: inference, and every row starts with a token."""
+        return (not self.training and not torch.is_grad_enabled() and self.pooler is not None
+                and (attention_mask is None or bool(attention_mask[:, 0].all())))
+
+    def pooled_output_unpadded(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+                               token_type_ids: Tensor | None = None) -> Tensor:
+        """`forward(...).pooler_output` without computing anything for padding positions.
+
+        Projections and feed-forward run on the packed real tokens (see attnlens.unpadding); only
+        attention sees the padded layout. Real tokens get the same values as in `forward`, so the
+        pooled [CLS] vector does too; padded positions are never computed, which is why only the
+        pooled output is offered. Inference only (no attentions, hooks or gradients).
+        """
+        _check_inputs(input_ids, self.config)
+        if not self.can_unpad(attention_mask):
+            raise InputError("unpadded inference needs eval mode, no autograd and a real first token per row")
+        batch, seq = input_ids.shape
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        packing = Packing.from_mask(attention_mask, batch, seq, input_ids.device)
+        mask = None if packing.indices is None else attention_mask.bool()[:, None, None, :]  # (batch, 1, 1, seq)
+        hidden = self.embeddings.forward_packed(input_ids, token_type_ids, packing)  # (tokens, hidden)
+        for layer in self.encoder.layer:
+            hidden, _ = layer(hidden, mask, False, packing)
+        return self.pooler(hidden[packing.first_token_rows].unsqueeze(1))  # [CLS] rows as (batch, 1, hidden)
 
 
 class BertForSequenceClassification(BertPreTrainedModel):
@@ -287,6 +362,11 @@ class BertForSequenceClassification(BertPreTrainedModel):
                 token_type_ids: Tensor | None = None, output_attentions: bool = False,
                 output_hidden_states: bool = False, attention_hook: AttentionHook | None = None
                 ) -> SequenceClassifierOutput:
+        if not (output_attentions or output_hidden_states or attention_hook is not None) \
+                and self.bert.can_unpad(attention_mask):
+            # Only the [CLS] vector is needed: skip every FLOP on padding (see attnlens.unpadding).
+            pooled = self.bert.pooled_output_unpadded(input_ids, attention_mask, token_type_ids)
+            return SequenceClassifierOutput(self.classifier(self.dropout(pooled)))
         outputs = self.bert(input_ids, attention_mask, token_type_ids, output_attentions,
                             output_hidden_states, attention_hook)
         logits = self.classifier(self.dropout(outputs.pooler_output))  # (batch, num_labels)

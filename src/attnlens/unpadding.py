@@ -1,0 +1,51 @@
+"""True unpadding: keep a padded batch's real tokens as one packed (tokens, width) tensor.
+
+Everything in a BERT layer except attention works token by token (projections, feed-forward,
+LayerNorm, residuals), so those run on the packed tensor and no FLOP is spent on padding; only
+attention needs the (batch, seq) layout, and the packed tensor is scattered into it for that
+and gathered back afterwards. With batches in file order, SST-2 batches are about half padding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Packing:
+    """Where the real tokens of a (batch, seq) batch sit in its flattened (batch * seq) rows."""
+
+    batch: int
+    seq: int
+    indices: Tensor | None  # (tokens,) row-major positions of real tokens; None: no padding at all
+    first_token_rows: Tensor  # (batch,) packed row of each sequence's first token ([CLS])
+
+    @classmethod
+    def from_mask(cls, attention_mask: Tensor | None, batch: int, seq: int, device: torch.device) -> Packing:
+        """Packing of a right- or arbitrarily padded batch whose first column is all real tokens."""
+        if attention_mask is None or bool(attention_mask.all()):
+            return cls(batch, seq, None, torch.arange(batch, device=device) * seq)
+        real = attention_mask.bool()
+        lengths = real.sum(dim=1)  # (batch,)
+        indices = real.reshape(-1).nonzero().squeeze(1)  # (tokens,)
+        return cls(batch, seq, indices, torch.cumsum(lengths, 0) - lengths)
+
+    @property
+    def num_tokens(self) -> int:
+        return self.batch * self.seq if self.indices is None else int(self.indices.numel())
+
+    def pack(self, padded: Tensor) -> Tensor:
+        """(batch, seq, ...) -> (tokens, ...): the real tokens only."""
+        flat = padded.reshape(self.batch * self.seq, *padded.shape[2:])
+        return flat if self.indices is None else flat.index_select(0, self.indices)
+
+    def pad(self, packed: Tensor) -> Tensor:
+        """(tokens, width) -> (batch, seq, width), zeros at padding (attention masks them out)."""
+        if self.indices is None:
+            return packed.view(self.batch, self.seq, packed.shape[-1])
+        padded = packed.new_zeros(self.batch * self.seq, packed.shape[-1])
+        padded.index_copy_(0, self.indices, packed)
+        return padded.view(self.batch, self.seq, packed.shape[-1])

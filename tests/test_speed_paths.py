@@ -1,0 +1,226 @@
+"""The inference speed paths: packed oneDNN products (stacked query/key/value, fused GELU), true
+unpadding, and the opt-in int8 model. Float32 paths must equal `transformers` within 1e-5; the
+int8 path must agree with float32 on the decision for most inputs. No timings here: speed is
+measured side by side by benchmarks/inference.py.
+"""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+
+import pytest
+import torch
+import transformers
+
+from attnlens import BertConfig, BertForSequenceClassification, load_tokenizer
+from attnlens.checkpoint import load_weights
+from attnlens.errors import ConfigError
+from attnlens.kernels import ONEDNN_AVAILABLE
+from attnlens.modeling_bert import BertSelfAttention
+from attnlens.predict import Predictor
+from attnlens.quantize import apply_quantization, quantize_int8
+from tests.conftest import SHARED_DATA, save_hf_classifier, tiny_hf_config
+
+ATOL = 1e-5
+PACKED_CACHE = "_attnlens_packed_linear"
+
+
+def classifier_pair(kind: str, minilm_dir):
+    """(transformers eager reference, ours) with identical weights and a head with real margins."""
+    torch.manual_seed(0)
+    if kind == "minilm":
+        ref = transformers.BertForSequenceClassification.from_pretrained(minilm_dir, attn_implementation="eager")
+        torch.nn.init.normal_(ref.classifier.weight, std=0.5)
+    else:
+        config = tiny_hf_config()
+        config._attn_implementation = "eager"
+        ref = transformers.BertForSequenceClassification(config)
+    ref.eval()
+    ours = BertForSequenceClassification(BertConfig.from_dict(ref.config.to_dict()))
+    load_weights(ours, ref.state_dict(), source=f"{kind} reference")
+    return ref, ours.eval()
+
+
+def make_batch(case: str):
+    g = torch.Generator().manual_seed(11)
+    if case == "padding":  # ragged right padding, one row without any
+        ids = torch.randint(1000, 30000, (4, 23), generator=g)
+        mask = torch.ones_like(ids)
+        for row, length in enumerate((23, 9, 3, 17)):
+            mask[row, length:] = 0
+        ids[mask == 0] = 0
+        return ids, mask, None
+    if case == "holes":  # padding in the middle: only keys are masked, positions stay columns
+        ids = torch.randint(1000, 30000, (2, 12), generator=g)
+        mask = torch.ones_like(ids)
+        mask[0, 4:7] = 0
+        mask[1, 10:] = 0
+        return ids, mask, None
+    if case == "token_types":
+        ids = torch.randint(1000, 30000, (3, 14), generator=g)
+        types = torch.zeros_like(ids)
+        types[:, 7:] = 1
+        mask = torch.ones_like(ids)
+        mask[2, 11:] = 0
+        return ids, mask, types
+    if case == "max_length":
+        ids = torch.randint(1000, 30000, (2, 512), generator=g)
+        mask = torch.ones_like(ids)
+        mask[1, 300:] = 0
+        return ids, mask, None
+    if case == "no_padding":
+        ids = torch.randint(1000, 30000, (3, 10), generator=g)
+        return ids, torch.ones_like(ids), None
+    raise ValueError(case)
+
+
+CASES = ["padding", "holes", "token_types", "max_length", "no_padding"]
+
+
+@pytest.mark.parametrize("kind", ["tiny", "minilm"])
+@pytest.mark.parametrize("case", CASES)
+def test_fast_inference_path_equals_transformers(kind, case, minilm_dir):
+    ref, ours = classifier_pair(kind, minilm_dir)
+    ids, mask, types = make_batch(case)
+    with torch.inference_mode():
+        expected = ref(input_ids=ids, attention_mask=mask, token_type_ids=types).logits
+        got = ours(ids, mask, types).logits
+        # The same call through the padded reference path of our own model.
+        padded = ours(ids, mask, types, output_hidden_states=True).logits
+    torch.testing.assert_close(got, expected, atol=ATOL, rtol=0)
+    torch.testing.assert_close(padded, expected, atol=ATOL, rtol=0)
+    if ONEDNN_AVAILABLE:  # the packed weights exist only if the fast kernels really ran
+        attention = ours.bert.encoder.layer[0].attention.self
+        assert PACKED_CACHE in attention.__dict__
+        assert PACKED_CACHE in ours.bert.encoder.layer[0].intermediate.dense.__dict__
+
+
+def test_unpadded_pooled_output_equals_padded_forward(minilm_dir):
+    _, ours = classifier_pair("minilm", minilm_dir)
+    ids, mask, types = make_batch("padding")
+    with torch.no_grad():
+        unpadded = ours.bert.pooled_output_unpadded(ids, mask, types)
+        padded = ours.bert(ids, mask, types, output_hidden_states=True).pooler_output
+    torch.testing.assert_close(unpadded, padded, atol=ATOL, rtol=0)
+
+
+def test_packed_weights_follow_parameter_updates(minilm_dir):
+    """An in-place update (optimizer step, load_state_dict) must not leave a stale packed copy."""
+    ref, ours = classifier_pair("tiny", minilm_dir)
+    ids, mask, types = make_batch("padding")
+    with torch.no_grad():
+        ours(ids, mask, types)  # fills the caches
+        for model in (ref, ours):
+            model.bert.encoder.layer[1].attention.self.key.weight.mul_(1.5)
+            model.bert.encoder.layer[0].intermediate.dense.bias.add_(0.25)
+        torch.testing.assert_close(ours(ids, mask, types).logits, ref(ids, mask, types).logits, atol=ATOL, rtol=0)
+        ours.load_state_dict(ref.state_dict())
+        torch.testing.assert_close(ours(ids, mask, types).logits, ref(ids, mask, types).logits, atol=ATOL, rtol=0)
+
+
+def test_speed_paths_leave_state_dict_and_gradients_alone(minilm_dir):
+    ref, ours = classifier_pair("tiny", minilm_dir)
+    keys = list(ours.state_dict())
+    ids, mask, types = make_batch("padding")
+    with torch.no_grad():
+        ours(ids, mask, types)
+    assert list(ours.state_dict()) == keys == list(ref.state_dict())
+    # With autograd on, the reference products run and gradients reach every query weight.
+    loss = ours(ids, mask, types).logits.sum()
+    loss.backward()
+    assert all(layer.attention.self.query.weight.grad is not None for layer in ours.bert.encoder.layer)
+
+
+def test_hooks_and_attentions_still_see_every_layer_under_no_grad(minilm_dir):
+    ref, ours = classifier_pair("minilm", minilm_dir)
+    ids, mask, types = make_batch("padding")
+    seen = []
+    with torch.no_grad():
+        hooked = ours(ids, mask, types, attention_hook=lambda i, probs: seen.append((i, probs.shape))).logits
+        expected = ref(input_ids=ids, attention_mask=mask, output_attentions=True)
+        got = ours(ids, mask, types, output_attentions=True)
+    assert [i for i, _ in seen] == list(range(ours.config.num_hidden_layers))
+    torch.testing.assert_close(hooked, expected.logits, atol=ATOL, rtol=0)
+    for mine, theirs in zip(got.attentions, expected.attentions, strict=True):
+        torch.testing.assert_close(mine, theirs, atol=ATOL, rtol=0)
+
+
+# ------------------------------------------------------------------------------ int8
+
+
+def read_sst2(split: str, count: int) -> tuple[list[str], list[int]]:
+    with (SHARED_DATA / "sst2" / f"{split}.tsv").open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))[:count]
+    return [row["sentence"] for row in rows], [int(row["label"]) for row in rows]
+
+
+@pytest.fixture(scope="module")
+def sentiment_model(minilm_dir):
+    """MiniLM with a head fitted (ridge regression on pooled outputs) to 192 SST-2 training
+    sentences: a fine-tuned-like model whose decisions carry real margins, in a few seconds."""
+    tokenizer = load_tokenizer(minilm_dir)
+    model = BertForSequenceClassification.from_pretrained(minilm_dir, num_labels=2).eval()
+    texts, labels = read_sst2("train", 192)
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")
+    with torch.no_grad():
+        pooled = model.bert.pooled_output_unpadded(batch["input_ids"], batch["attention_mask"])
+        features = torch.cat([pooled, torch.ones(len(texts), 1)], dim=1)  # (n, hidden + 1)
+        targets = torch.nn.functional.one_hot(torch.tensor(labels), 2).float() * 2 - 1
+        gram = features.T @ features + torch.eye(features.shape[1])  # ridge: 192 examples, 385 weights
+        solution = torch.linalg.solve(gram, features.T @ targets)  # (hidden + 1, 2)
+        model.classifier.weight.copy_(solution[:-1].T)
+        model.classifier.bias.copy_(solution[-1])
+    return model, tokenizer
+
+
+def test_int8_agrees_with_float32_on_most_decisions(sentiment_model):
+    model, tokenizer = sentiment_model
+    texts, _ = read_sst2("validation", 96)
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")
+    quantized = quantize_int8(model)
+    with torch.inference_mode():
+        fp32 = model(batch["input_ids"], batch["attention_mask"]).logits
+        int8 = quantized(batch["input_ids"], batch["attention_mask"]).logits
+        padded_int8 = quantized(batch["input_ids"], batch["attention_mask"], output_hidden_states=True).logits
+    agreement = float((fp32.argmax(-1) == int8.argmax(-1)).float().mean())
+    assert agreement >= 0.9, f"int8 agrees with float32 on {agreement:.0%} of decisions"
+    assert not torch.equal(fp32, int8)  # it really is another (quantised) computation
+    # The padded path quantises padding positions too (activation ranges are per tensor), so it
+    # is another approximation of the same float32 model; it must agree just as well.
+    assert float((fp32.argmax(-1) == padded_int8.argmax(-1)).float().mean()) >= 0.9
+    # The float32 model was copied, not modified; its query/key/value stayed float nn.Linear.
+    assert type(model.bert.encoder.layer[0].attention.self.query) is torch.nn.Linear
+    layer = quantized.bert.encoder.layer[0].attention.self
+    assert isinstance(layer, BertSelfAttention) and layer.fused_qkv is not None
+    assert type(layer.fused_qkv) is not torch.nn.Linear
+
+
+def test_apply_quantization_modes(sentiment_model):
+    model, _ = sentiment_model
+    assert apply_quantization(model, None) is model
+    assert apply_quantization(model, "none") is model
+    assert apply_quantization(model, "INT8") is not model
+    with pytest.raises(ConfigError, match="quantize='int4'"):
+        apply_quantization(model, "int4")
+
+
+def test_predictor_and_evaluate_command_take_int8(tmp_path, tokenizer):
+    model_dir = save_hf_classifier(tmp_path / "tiny", tokenizer, tiny_hf_config(num_labels=2))
+    texts = ["a fine film", "dull", "an endless, pointless slog of a movie"]
+    fp32 = Predictor.from_pretrained(str(model_dir)).predict(texts)
+    int8 = Predictor.from_pretrained(str(model_dir), quantize="int8").predict(texts)
+    assert [p.num_tokens for p in int8] == [p.num_tokens for p in fp32]
+    assert all(abs(a.score - b.score) < 0.05 for a, b in zip(fp32, int8, strict=True))
+
+    data = tmp_path / "reviews.csv"
+    data.write_text("text,label\n" + "".join(f'"{t}",{i % 2}\n' for i, t in enumerate(texts)), encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "attnlens", "evaluate", "--model", str(model_dir), "--data", str(data),
+         "--quantize", "int8", "--output", str(tmp_path / "metrics.json")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = (tmp_path / "metrics.json").read_text(encoding="utf-8")
+    assert '"quantize": "int8"' in metrics and '"num_examples": 3' in metrics
