@@ -98,12 +98,18 @@ class Predictor:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str, *, revision: str | None = None, **kwargs: Any) -> Predictor:
-        """Load model and tokenizer from a folder or Hub repo id (see attnlens' public API)."""
+    def from_pretrained(cls, name_or_path: str, *, revision: str | None = None, quantize: str | None = None,
+                        **kwargs: Any) -> Predictor:
+        """Load model and tokenizer from a folder or Hub repo id (see attnlens' public API).
+
+        `quantize="int8"` predicts with the opt-in int8 model (attnlens.quantize).
+        """
         from attnlens import load_tokenizer
         from attnlens.models import load_model
+        from attnlens.quantize import apply_quantization
 
-        model = load_model(name_or_path, revision=revision)
+        model = apply_quantization(
+            load_model(name_or_path, revision=revision), quantize)
         tokenizer = load_tokenizer(name_or_path, revision=revision)
         return cls(model, tokenizer, **kwargs)
 

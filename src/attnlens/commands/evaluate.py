@@ -23,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--output", default=None, help="also write the JSON to this file")
+    parser.add_argument("--quantize", choices=("none", "int8"), default="none",
+                        help="int8: score the dynamically quantised model (attnlens.quantize)")
     parser.set_defaults(func=run)
 
 
@@ -43,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         label_column=args.label_column,
         max_length=args.max_length,
         batch_size=args.batch_size,
+        quantize=args.quantize,
     )
     text = json.dumps(results, indent=2)
     print(text)

@@ -26,9 +26,15 @@ def evaluate_saved_model(
     label_column: str = "label",
     max_length: int = 512,
     batch_size: int = 32,
+    quantize: str | None = None,
 ) -> dict[str, Any]:
-    """Metrics of `model_dir` on `data`; labels are read against the model's own `id2label`."""
-    model = load_model(model_dir)
+    """Metrics of `model_dir` on `data`; labels are read against the model's own `id2label`.
+
+    `quantize="int8"` scores the opt-in int8 model (attnlens.quantize) instead of float32.
+    """
+    from attnlens.quantize import apply_quantization
+
+    model = apply_quantization(load_model(model_dir), quantize)
     tokenizer = load_tokenizer(model_dir)
     label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     examples = load_examples(data, split, dataset_config, text_column, label_column, label_names)
@@ -44,8 +50,10 @@ def evaluate_saved_model(
     accelerator = Accelerator()
     model, loader = accelerator.prepare(model, loader)
     started = time.perf_counter()
-    results: dict[str, Any] = evaluate(model, loader, accelerator, ClassificationMetrics())
+    with torch.inference_mode():  # no autograd graph: less memory, and the fast inference kernels apply
+        results: dict[str, Any] = evaluate(model, loader, accelerator, ClassificationMetrics())
     results["seconds"] = round(time.perf_counter() - started, 3)
     results["examples_at_max_length"] = sum(1 for length in tokenized["length"] if length >= max_length)  # truncated ones among them
-    results.update(model=str(model_dir), data=str(data), max_length=max_length, label_names=label_names)
+    results.update(model=str(model_dir), data=str(data), max_length=max_length, label_names=label_names,
+                   quantize=quantize or "none")
     return results
