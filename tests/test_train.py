@@ -22,6 +22,8 @@ from safetensors.torch import load_file
 
 from attnlens import BertConfig, BertForSequenceClassification
 
+pytestmark = pytest.mark.slow  # real training subprocesses: ~75 s of CPU in all
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TRAIN_SCRIPT = REPO_ROOT / "training" / "train.py"
 DEMO_REVIEWS = REPO_ROOT / "src" / "attnlens" / "data" / "demo_reviews.csv"
