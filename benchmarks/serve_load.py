@@ -33,6 +33,9 @@ from pathlib import Path
 
 import httpx
 
+# Both sides tokenise single-threaded, as the service does in its Bento (bentofile.yaml): a
+# tokenizer thread pool on one side only would skew the comparison.
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA = REPO_ROOT.parent / "shared" / "data"
 WORKLOADS = ("short", "long", "short+explain")

@@ -7,8 +7,10 @@ against: what the document calls valid must be accepted, and everything else rej
 
 from __future__ import annotations
 
+import json
 import os
 import re
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
@@ -72,7 +74,33 @@ Text = Annotated[
     AfterValidator(clean_text),
 ]
 
-Method = Literal["attention", "rollout", "grad_rollout", "integrated_gradients", "occlusion", "native"]
+BERT_METHODS = ("attention", "rollout", "grad_rollout", "integrated_gradients", "occlusion")
+
+
+def served_model_methods() -> tuple[str, ...]:
+    """Explanation methods of the model ATTNLENS_MODEL names, read from its config.json without
+    loading it: BERT has BERT_METHODS, the pre-BERT baselines (attnlens.baselines) `native` and
+    `occlusion`. The OpenAPI enum then lists exactly what this server accepts. A Hub id is not
+    resolved here (no network at import); the BERT list is assumed and the model checked at load."""
+    try:
+        from attnlens.model_source import resolve_model
+
+        folder = Path(resolve_model().name_or_path)
+        if not (folder / "config.json").is_file():
+            return BERT_METHODS
+        model_type = json.loads((folder / "config.json").read_text()).get("model_type", "bert")
+        if model_type == "bert":
+            return BERT_METHODS
+        from attnlens.baselines import MODEL_CLASSES
+
+        return tuple(MODEL_CLASSES[model_type].supported_explanations)
+    except Exception:  # no model yet (e.g. `bentoml build` before export): the service start says why
+        return BERT_METHODS
+
+
+METHODS = served_model_methods()
+DEFAULT_METHOD = "grad_rollout" if "grad_rollout" in METHODS else METHODS[0]
+Method = Literal[METHODS]  # type: ignore[valid-type]
 Level = Literal["word", "token"]
 LongText = Literal["truncate", "chunk"]
 

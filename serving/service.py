@@ -24,6 +24,7 @@ from starlette.responses import Response
 
 from serving.guard import GuardMiddleware
 from serving.schemas import (
+    DEFAULT_METHOD,
     MAX_CHARS,
     MAX_TEXTS,
     SAMPLE_TEXT,
@@ -59,7 +60,6 @@ QUANTIZE = os.environ.get("ATTNLENS_QUANTIZE", "") or "none"
 # Largest body a valid request can need: every text at the limit, every character escaped
 # (\u0000 is 6 bytes), plus room for the JSON around it.
 MAX_BODY_BYTES = env_int("ATTNLENS_MAX_BODY_BYTES", MAX_TEXTS * MAX_CHARS * 6 + 65_536)
-DEFAULT_METHOD = "grad_rollout"
 PREDICTION_LIST = TypeAdapter(list[PredictionResult])
 EXPLAIN_CHUNK = 8  # texts explained per model call; the cancellation check runs between calls
 
