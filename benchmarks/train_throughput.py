@@ -7,10 +7,12 @@ example once) for the same number of optimizer steps with the same batch size, l
 schedule. Trainer keeps its defaults: `DataCollatorWithPadding` (pads each random batch to its
 longest example) and `group_by_length=False`; the attnlens job groups batches by length.
 
-Each side runs in its own subprocess (Accelerate and Trainer keep process-wide state), one after the
-other, in the same invocation; the ratio of examples per second is printed and written as JSON.
+Each side runs in its own subprocess (Accelerate and Trainer keep process-wide state); repeats
+alternate the order and use a fresh subset each; the ratio of total examples per second over all
+repeats is printed and written as JSON. Timed: the training loop only (model loading, tokenisation
+and the job's final evaluation are excluded on both sides).
 
-    python benchmarks/train_throughput.py --steps 60 --batch-size 32 --threads 1
+    python benchmarks/train_throughput.py --steps 40 --batch-size 32 --threads 1 --repeats 2
 """
 
 from __future__ import annotations
@@ -147,6 +149,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=2, help="alternating trainer/ours runs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=None, help="write the results JSON here too")
     parser.add_argument("--side", choices=["ours", "trainer"], help=argparse.SUPPRESS)
@@ -157,22 +160,32 @@ def main() -> None:
         run_side(args)
         return
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1")
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        data = work / "subset.tsv"
-        write_subsets(data, data.with_name("validation.tsv"), args.steps * args.batch_size, args.seed)
-        results = {}
-        for side in ("trainer", "ours"):
-            command = [sys.executable, __file__, "--side", side, "--data", str(data), "--work", str(work),
-                       "--steps", str(args.steps), "--batch-size", str(args.batch_size),
-                       "--threads", str(args.threads), "--seed", str(args.seed)]
-            subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
-            results[side] = json.loads((work / f"{side}.json").read_text(encoding="utf-8"))
-            results[side]["examples_per_second"] = results[side]["examples"] / results[side]["seconds"]
-            print(f"{side:8s} {results[side]['examples_per_second']:8.1f} examples/s "
-                  f"({results[side]['examples']} examples in {results[side]['seconds']:.1f} s)")
+    totals = {side: {"examples": 0, "seconds": 0.0, "runs": []} for side in ("trainer", "ours")}
+    for repeat in range(args.repeats):
+        # Alternate who goes first so that changing load on a shared machine hits both alike.
+        order = ("trainer", "ours") if repeat % 2 == 0 else ("ours", "trainer")
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            data = work / "subset.tsv"
+            seed = args.seed + repeat
+            write_subsets(data, data.with_name("validation.tsv"), args.steps * args.batch_size, seed)
+            for side in order:
+                command = [sys.executable, __file__, "--side", side, "--data", str(data), "--work", str(work),
+                           "--steps", str(args.steps), "--batch-size", str(args.batch_size),
+                           "--threads", str(args.threads), "--seed", str(seed)]
+                subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
+                run = json.loads((work / f"{side}.json").read_text(encoding="utf-8"))
+                totals[side]["examples"] += run["examples"]
+                totals[side]["seconds"] += run["seconds"]
+                totals[side]["runs"].append(run)
+                print(f"repeat {repeat} {side:8s} {run['examples'] / run['seconds']:8.1f} examples/s "
+                      f"({run['examples']} examples in {run['seconds']:.1f} s)", flush=True)
+    results: dict = {}
+    for side, total in totals.items():
+        results[side] = dict(total, examples_per_second=total["examples"] / total["seconds"])
     ratio = results["ours"]["examples_per_second"] / results["trainer"]["examples_per_second"]
-    results.update(ratio=ratio, goal=1.3, steps=args.steps, batch_size=args.batch_size, threads=args.threads)
+    results.update(ratio=ratio, goal=1.3, steps=args.steps, batch_size=args.batch_size, threads=args.threads,
+                   repeats=args.repeats)
     print(f"ratio ours/Trainer: {ratio:.2f}x (goal >= 1.3x)")
     if args.output:
         Path(args.output).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
