@@ -224,3 +224,17 @@ def test_predictor_and_evaluate_command_take_int8(tmp_path, tokenizer):
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = (tmp_path / "metrics.json").read_text(encoding="utf-8")
     assert '"quantize": "int8"' in metrics and '"num_examples": 3' in metrics
+
+
+def test_unpadded_path_without_fast_kernels_equals_transformers(minilm_dir, monkeypatch):
+    """Where oneDNN does not apply (CUDA, bfloat16, builds without it) unpadding still holds."""
+    import attnlens.kernels
+
+    monkeypatch.setattr(attnlens.kernels, "ONEDNN_AVAILABLE", False)
+    ref, ours = classifier_pair("minilm", minilm_dir)
+    ids, mask, types = make_batch("padding")
+    with torch.inference_mode():
+        expected = ref(input_ids=ids, attention_mask=mask).logits
+        got = ours(ids, mask, types).logits
+    torch.testing.assert_close(got, expected, atol=ATOL, rtol=0)
+    assert PACKED_CACHE not in ours.bert.encoder.layer[0].attention.self.__dict__

@@ -115,14 +115,14 @@ class BertSelfAttention(nn.Module):
                 packing: Packing | None = None) -> tuple[Tensor, Tensor | None]:
         """hidden (batch, seq, hidden), or (tokens, hidden) with `packing` (see attnlens.unpadding)."""
         stacked = self._stacked_qkv(hidden)
+        if stacked is None and packing is not None:  # e.g. CUDA or bfloat16: pad all three at once
+            stacked = torch.cat([self.query(hidden), self.key(hidden), self.value(hidden)], dim=-1)
         if stacked is not None:
             if packing is not None:
                 stacked = packing.pad(stacked)  # (batch, seq, 3 * hidden)
             projected = stacked.split(self.hidden_size, dim=-1)
         else:
             projected = (self.query(hidden), self.key(hidden), self.value(hidden))
-            if packing is not None:
-                projected = tuple(packing.pad(x) for x in projected)
         q, k, v = (split_heads(x, self.num_heads) for x in projected)  # (batch, heads, seq, head_dim)
         context, probs = scaled_dot_product_attention(
             q, k, v, mask, dropout_p=self.dropout_p if self.training else 0.0, need_weights=need_weights

@@ -8,7 +8,7 @@ and gathered back afterwards. With batches in file order, SST-2 batches are abou
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -22,6 +22,9 @@ class Packing:
     seq: int
     indices: Tensor | None  # (tokens,) row-major positions of real tokens; None: no padding at all
     first_token_rows: Tensor  # (batch,) packed row of each sequence's first token ([CLS])
+    # One zeroed (batch * seq, width) buffer per width, reused by every layer: only real rows are
+    # ever written, so its padding rows stay zero and need filling once per forward, not per layer.
+    _buffers: dict[tuple[int, torch.dtype], Tensor] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_mask(cls, attention_mask: Tensor | None, batch: int, seq: int, device: torch.device) -> Packing:
@@ -43,9 +46,16 @@ class Packing:
         return flat if self.indices is None else flat.index_select(0, self.indices)
 
     def pad(self, packed: Tensor) -> Tensor:
-        """(tokens, width) -> (batch, seq, width), zeros at padding (attention masks them out)."""
+        """(tokens, width) -> (batch, seq, width), zeros at padding (attention masks them out).
+
+        The result is a view of a buffer the next `pad` of the same width overwrites: use it
+        before padding again (each layer's attention does).
+        """
+        width = packed.shape[-1]
         if self.indices is None:
-            return packed.view(self.batch, self.seq, packed.shape[-1])
-        padded = packed.new_zeros(self.batch * self.seq, packed.shape[-1])
+            return packed.view(self.batch, self.seq, width)
+        padded = self._buffers.get((width, packed.dtype))
+        if padded is None:
+            padded = self._buffers[(width, packed.dtype)] = packed.new_zeros(self.batch * self.seq, width)
         padded.index_copy_(0, self.indices, packed)
-        return padded.view(self.batch, self.seq, packed.shape[-1])
+        return padded.view(self.batch, self.seq, width)
