@@ -13,7 +13,9 @@ For every model folder (any type `attnlens.models.load_model` reads):
 * training time and steps from the `metrics.json` the job wrote beside `best/`;
 * ERASER comprehensiveness / sufficiency AOPC (attnlens.explain.eraser_aopc) of `native` attention
   (the baselines' own weights), `occlusion` and a random ranking, on the first `--faith-sst2`
-  SST-2 validation sentences and `--faith-imdb` imdb-2k reviews drawn with a fixed seed.
+  SST-2 validation sentences and `--faith-imdb` imdb-2k reviews cut at `--faith-imdb-max-length`
+  tokens, drawn exactly as benchmarks/faithfulness.py draws them (seed 0), so BERT's numbers from
+  that script are on the same texts.
 Prints Markdown tables; writes everything to --output (JSON).
 """
 
@@ -82,13 +84,14 @@ def training_record(model_dir: Path) -> dict | None:
     return {key: values.get(key) for key in keys}
 
 
-def faithfulness(model, tokenizer, texts: list[str], methods: list[str], seed: int) -> dict[str, dict]:
+def faithfulness(model, tokenizer, texts: list[str], methods: list[str], seed: int,
+                 max_length: int) -> dict[str, dict]:
     """AOPC per method (and random) on `texts`, targets = the model's own predictions."""
     results: dict[str, dict] = {}
     explanations = {}
     for method in methods:
         started = time.perf_counter()
-        explanations[method] = explain_batch(model, tokenizer, texts, method=method, max_length=MAX_LENGTH,
+        explanations[method] = explain_batch(model, tokenizer, texts, method=method, max_length=max_length,
                                              batch_size=16)
         explanations[method + "_seconds"] = time.perf_counter() - started
     first = explanations[methods[0]]
@@ -96,7 +99,7 @@ def faithfulness(model, tokenizer, texts: list[str], methods: list[str], seed: i
     rankings = {m: [ranking_from_explanation(e) for e in explanations[m]] for m in methods}
     rankings["random"] = [random_ranking(len(e.words), seed + i) for i, e in enumerate(first)]
     for name, ranking in rankings.items():
-        scores = eraser_aopc(model, tokenizer, texts, ranking, targets, max_length=MAX_LENGTH).mean()
+        scores = eraser_aopc(model, tokenizer, texts, ranking, targets, max_length=max_length).mean()
         scores["seconds_per_text"] = explanations.get(name + "_seconds", 0.0) / len(texts) if name != "random" else 0.0
         results[name] = scores
     return results
@@ -111,9 +114,13 @@ def main() -> int:
     parser.add_argument("--imdb-skip", action="append", default=[], metavar="NAME",
                         help="skip imdb-2k accuracy for this model (e.g. when measured elsewhere)")
     parser.add_argument("--faith-sst2", type=int, default=200)
-    parser.add_argument("--faith-imdb", type=int, default=30)
+    parser.add_argument("--faith-imdb", type=int, default=32)
+    parser.add_argument("--faith-imdb-max-length", type=int, default=128,
+                        help="tokens per review for faithfulness (occlusion costs one forward per word)")
     parser.add_argument("--faith-skip", action="append", default=[], metavar="NAME")
-    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--faith-imdb-skip", action="append", default=[], metavar="NAME")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="imdb sample seed; 0 with 32 reviews = the sample of benchmarks/faithfulness.py")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
@@ -154,10 +161,12 @@ def main() -> int:
         if name in args.faith_skip:
             continue
         methods = ["native", "occlusion"] if "native" in getattr(model, "supported_explanations", ()) else ["occlusion"]
-        report["models"][name]["faithfulness"] = {
-            "sst2": faithfulness(model, tokenizers[name], sst2_texts[: args.faith_sst2], methods, args.seed),
-            "imdb2k": faithfulness(model, tokenizers[name], faith_imdb, methods, args.seed),
-        }
+        results = {"sst2": faithfulness(model, tokenizers[name], sst2_texts[: args.faith_sst2], methods, args.seed,
+                                        MAX_LENGTH)}
+        if name not in args.faith_imdb_skip:
+            results["imdb2k"] = faithfulness(model, tokenizers[name], faith_imdb, methods, args.seed,
+                                             args.faith_imdb_max_length)
+        report["models"][name]["faithfulness"] = results
         print(name, "faithfulness done", file=sys.stderr, flush=True)
     report["load_average_at_end"] = list(__import__("os").getloadavg())
 
