@@ -145,6 +145,14 @@ def test_hooks_and_attentions_still_see_every_layer_under_no_grad(minilm_dir):
     torch.testing.assert_close(hooked, expected.logits, atol=ATOL, rtol=0)
     for mine, theirs in zip(got.attentions, expected.attentions, strict=True):
         torch.testing.assert_close(mine, theirs, atol=ATOL, rtol=0)
+    # Under no_grad the hooked forward runs unpadded: every real token's row is the reference's.
+    rows: dict[int, torch.Tensor] = {}
+    with torch.no_grad():
+        ours(ids, mask, types, attention_hook=lambda i, probs: rows.__setitem__(i, probs))
+    real = mask.bool()
+    for index, theirs in enumerate(expected.attentions):
+        torch.testing.assert_close(rows[index].transpose(1, 2)[real], theirs.transpose(1, 2)[real],
+                                   atol=ATOL, rtol=0)
 
 
 # ------------------------------------------------------------------------------ int8

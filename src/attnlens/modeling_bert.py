@@ -320,13 +320,16 @@ class BertModel(BertPreTrainedModel):
                 and (attention_mask is None or bool(attention_mask[:, 0].all())))
 
     def pooled_output_unpadded(self, input_ids: Tensor, attention_mask: Tensor | None = None,
-                               token_type_ids: Tensor | None = None) -> Tensor:
+                               token_type_ids: Tensor | None = None,
+                               attention_hook: AttentionHook | None = None) -> Tensor:
         """`forward(...).pooler_output` without computing anything for padding positions.
 
         Projections and feed-forward run on the packed real tokens (see attnlens.unpadding); only
         attention sees the padded layout. Real tokens get the same values as in `forward`, so the
         pooled [CLS] vector does too; padded positions are never computed, which is why only the
-        pooled output is offered. Inference only (no attentions, hooks or gradients).
+        pooled output is offered. Inference only (no gradients). `attention_hook` sees the same
+        probabilities as in `forward` in every row of a real token; rows of padding queries (which
+        hold no meaning, and no real token attends to) come from a zero query instead.
         """
         _check_inputs(input_ids, self.config)
         if not self.can_unpad(attention_mask):
@@ -337,8 +340,10 @@ class BertModel(BertPreTrainedModel):
         packing = Packing.from_mask(attention_mask, batch, seq, input_ids.device)
         mask = None if packing.indices is None else attention_mask.bool()[:, None, None, :]  # (batch, 1, 1, seq)
         hidden = self.embeddings.forward_packed(input_ids, token_type_ids, packing)  # (tokens, hidden)
-        for layer in self.encoder.layer:
-            hidden, _ = layer(hidden, mask, False, packing)
+        for index, layer in enumerate(self.encoder.layer):
+            hidden, probs = layer(hidden, mask, attention_hook is not None, packing)
+            if attention_hook is not None:
+                attention_hook(index, probs)
         return self.pooler(hidden[packing.first_token_rows].unsqueeze(1))  # [CLS] rows as (batch, 1, hidden)
 
 
@@ -362,10 +367,9 @@ class BertForSequenceClassification(BertPreTrainedModel):
                 token_type_ids: Tensor | None = None, output_attentions: bool = False,
                 output_hidden_states: bool = False, attention_hook: AttentionHook | None = None
                 ) -> SequenceClassifierOutput:
-        if not (output_attentions or output_hidden_states or attention_hook is not None) \
-                and self.bert.can_unpad(attention_mask):
+        if not (output_attentions or output_hidden_states) and self.bert.can_unpad(attention_mask):
             # Only the [CLS] vector is needed: skip every FLOP on padding (see attnlens.unpadding).
-            pooled = self.bert.pooled_output_unpadded(input_ids, attention_mask, token_type_ids)
+            pooled = self.bert.pooled_output_unpadded(input_ids, attention_mask, token_type_ids, attention_hook)
             return SequenceClassifierOutput(self.classifier(self.dropout(pooled)))
         outputs = self.bert(input_ids, attention_mask, token_type_ids, output_attentions,
                             output_hidden_states, attention_hook)
