@@ -45,18 +45,22 @@ def render_model_card(
     }
     # The Hub validates `base_model` as a repo id: only emit it when the base is not a local folder.
     base_model_line = "" if Path(base_model).exists() else f"base_model: {base_model}\n"
+    origin = (f"Fine-tuned with `attnlens` (Accelerate) from `{base_model}`" if config.model.arch == "bert" else
+              f"A `{config.model.arch}` baseline (docs/baselines.md) trained with `attnlens` (Accelerate) on the "
+              f"tokenizer and {config.model.baseline.embedding_init.replace('_', ' ')} word embeddings of `{base_model}`")
+    architecture_tag = "bert" if config.model.arch == "bert" else config.model.arch.replace("_", "-")
     return f"""---
 {base_model_line}library_name: attnlens
 pipeline_tag: text-classification
 tags:
 - attnlens
-- bert
+- {architecture_tag}
 - text-classification
 ---
 
 # attnlens sentiment classifier
 
-Fine-tuned with `attnlens` (Accelerate) from `{base_model}` to classify text as one of {label_names}.
+{origin} to classify text as one of {label_names}.
 
 ## Data
 
