@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import os
 import statistics
 import tempfile
 import time
@@ -187,6 +188,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
+    load_before = os.getloadavg()[0]
     sentences = read_sentences(args.data)[: args.limit]
     tokenizer = load_tokenizer(args.model)
     ours = BertForSequenceClassification.from_pretrained(args.model, num_labels=2).eval()
@@ -219,7 +221,8 @@ def main() -> None:
         base = REFERENCE
     print(f"\n{len(sentences)} sentences, batch {args.batch_size}, {args.threads} threads, median of "
           f"{args.repeats} interleaved passes; torch {torch.__version__}, transformers {transformers.__version__}"
-          f"{_ort_version()}; model {args.model}\n")
+          f"{_ort_version()}; model {args.model}; 1-minute load average {load_before:.1f} at the start, "
+          f"{os.getloadavg()[0]:.1f} at the end\n")
     print(f"| contender | as given (sent/s) | ratio vs {base} | sorted by length (sent/s) | ratio vs {base} "
           f"| check vs {REFERENCE} (sorted batches) |")
     print("|---|---:|---:|---:|---:|---|")
