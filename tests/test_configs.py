@@ -99,3 +99,25 @@ def test_unreadable_and_non_mapping_files_are_config_errors(tmp_path):
     listing.write_text("- a\n- b\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="top level must be a mapping"):
         load_job_config(listing)
+
+
+def test_push_preflight_refuses_offline_and_missing_token(monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    from attnlens.training.config import OutputConfig
+    from attnlens.training.hub_push import preflight_push
+
+    output = OutputConfig(push_to_hub=True, hub_repo_id="someone/model")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ConfigError, match="HF_HUB_OFFLINE is set"):
+        preflight_push(output)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "no-tokens"))
+    with pytest.raises(ConfigError, match="no Hugging Face token found"):
+        preflight_push(output)
+    monkeypatch.setenv("HF_TOKEN", "hf_example")
+    preflight_push(output)  # online with a token: allowed to start
+    preflight_push(OutputConfig(push_to_hub=False))
