@@ -50,6 +50,7 @@ class MicroBatcher:
         max_batch_size: int = 32,
         max_latency_ms: float = 10.0,
         model_lock: asyncio.Lock | None = None,
+        on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self.run_batch = run_batch
         self.max_batch_size = max_batch_size
@@ -57,6 +58,7 @@ class MicroBatcher:
         self.model_lock = model_lock or asyncio.Lock()
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
+        self.on_batch = on_batch  # called with the number of texts of every model call (metrics)
         self.batches_run = 0
 
     async def submit(self, texts: Sequence[str], mode: str) -> list[Any]:
@@ -124,6 +126,8 @@ class MicroBatcher:
                             continue  # nobody waits for this slice any more
                         raise
                 self.batches_run += 1
+                if self.on_batch is not None:
+                    self.on_batch(len(live))
                 for (request, _), output in zip(live, outputs, strict=True):
                     request.results.append(output)
             for request in members:

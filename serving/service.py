@@ -64,6 +64,13 @@ PREDICTION_LIST = TypeAdapter(list[PredictionResult])
 EXPLAIN_CHUNK = 8  # texts explained per model call; the cancellation check runs between calls
 
 
+# Texts per model call: shows whether adaptive batching finds company under the current load.
+BATCH_TEXTS = bentoml.metrics.Histogram(
+    name="attnlens_batch_texts", documentation="texts per model call of the adaptive batchers",
+    labelnames=["kind"], buckets=(1, 2, 4, 8, 16, 32, 64),
+)
+
+
 def _importances(explanation, level: str) -> list[Importance]:
     items = explanation.words if level == "word" else [t for t in explanation.tokens if not t.special]
     return [
@@ -105,11 +112,13 @@ class AttnlensService:
                                    batch_size=BATCH_SIZE)
         self.model_lock = asyncio.Lock()
         self.batcher = MicroBatcher(self._predict_slice, max_batch_size=BATCH_SIZE,
-                                    max_latency_ms=MAX_LATENCY_MS, model_lock=self.model_lock)
+                                    max_latency_ms=MAX_LATENCY_MS, model_lock=self.model_lock,
+                                    on_batch=BATCH_TEXTS.labels(kind="predict").observe)
         # Explanations are batched across requests too (grouped by method); both batchers take
         # turns on the model through one lock.
         self.explainer = MicroBatcher(self._explain_slice, max_batch_size=BATCH_SIZE,
-                                      max_latency_ms=MAX_LATENCY_MS, model_lock=self.model_lock)
+                                      max_latency_ms=MAX_LATENCY_MS, model_lock=self.model_lock,
+                                      on_batch=BATCH_TEXTS.labels(kind="explain").observe)
         self._ready = False
         self._warm_up()
 
