@@ -90,7 +90,8 @@ async def _drive(url: str, text: str, profile: Path) -> dict[str, Any]:
                     "({state: document.body.dataset.state || '', label: document.getElementById('label').textContent,"
                     " error: document.getElementById('error').textContent,"
                     " marked: [...document.querySelectorAll('#words mark')].map(m => m.textContent),"
-                    " scores: [...document.querySelectorAll('#words mark')].map(m => Number(m.dataset.score))})")
+                    " scores: [...document.querySelectorAll('#words mark')].map(m => Number(m.dataset.score)),"
+                    " methods: [...document.querySelectorAll('#method option')].map(o => o.value)})")
                 outcome["requests"] = list(page.requests)
                 return outcome
     finally:

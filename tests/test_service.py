@@ -227,6 +227,7 @@ def test_index_page_in_headless_chromium(server, tmp_path):
     assert outcome["label"] in ("positive", "negative")
     assert "".join(outcome["marked"]).replace(" ", "") == "anutterlycharmingfilm"
     assert abs(sum(outcome["scores"]) - 1.0) < 1e-3
+    assert outcome["methods"] == list(METHODS)  # read from the server's OpenAPI document
     # The page must not try to load anything from elsewhere.
     assert all(url.startswith(server.url) for url in outcome["requests"]), outcome["requests"]
 
