@@ -206,7 +206,7 @@ def test_two_processes_report_what_one_process_measures(tmp_path, tiny_base, rev
     from attnlens.cli import main as attnlens_main
 
     config = write_job_config(tmp_path, tiny_base, *review_files, epochs=1, eval_every_steps=0,
-                              checkpoint_every_steps=10)
+                              checkpoint_every_steps=5, gradient_accumulation_steps=2)
     launch = [
         sys.executable, "-m", "accelerate.commands.launch",
         "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
@@ -218,13 +218,13 @@ def test_two_processes_report_what_one_process_measures(tmp_path, tiny_base, rev
     out = tmp_path / "out"
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["num_processes"] == 2
-    # 160 examples, 4 per process and batch, 2 processes -> 20 optimizer steps in the one epoch.
-    assert metrics["global_step"] == metrics["total_steps"] == 20
+    # 160 examples, 4 per process and batch, 2 processes -> 20 batches each; 2 per optimizer step -> 10.
+    assert metrics["global_step"] == metrics["total_steps"] == 10
     assert {"config.json", "model.safetensors", "tokenizer.json", "README.md"} <= {
         p.name for p in (out / "best").iterdir()
     }
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["checkpoint-10", "checkpoint-20"]
-    assert {p.name for p in (out / "checkpoints" / "checkpoint-20").glob("random_states_*.pkl")} == {
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["checkpoint-10", "checkpoint-5"]
+    assert {p.name for p in (out / "checkpoints" / "checkpoint-10").glob("random_states_*.pkl")} == {
         "random_states_0.pkl",
         "random_states_1.pkl",
     }
