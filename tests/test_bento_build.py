@@ -4,28 +4,31 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
+from pathlib import Path
 
 import httpx
-from service_harness import BENTOML, REPO_ROOT, free_port, save_tiny_classifier, stop_server, wait_ready
+from service_harness import (
+    BENTOML,
+    REPO_ROOT,
+    free_port,
+    save_tiny_classifier,
+    stop_server,
+    wait_ready,
+)
 
-from attnlens.cli import main
 
-
-def test_bentoml_build_offline_then_serve_the_bento(tmp_path, monkeypatch):
+def test_bentoml_build_offline_then_serve_the_bento(tmp_path):
     home = tmp_path / "bentoml"
     env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true",
            # Any download attempt (pip, uv, the Hub) fails fast instead of silently succeeding.
            "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", "PIP_NO_INDEX": "1",
            "UV_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
-    monkeypatch.setenv("BENTOML_HOME", str(home))
-    from bentoml._internal.configuration.containers import BentoMLContainer
-
-    BentoMLContainer.bentoml_home.set(str(home))
-    BentoMLContainer.model_store.reset()
-    try:
-        assert main(["export", "--model", str(save_tiny_classifier(tmp_path / "tiny"))]) == 0
-    finally:
-        BentoMLContainer.model_store.reset()
+    # A separate process: BentoML caches its store location for the life of a process.
+    export = subprocess.run([str(Path(sys.executable).with_name("attnlens")), "export", "--model",
+                             str(save_tiny_classifier(tmp_path / "tiny"))], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert export.returncode == 0, export.stderr
 
     build = subprocess.run([BENTOML, "build", "--output", "tag"], cwd=REPO_ROOT, env=env,
                            capture_output=True, text=True, timeout=180)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -30,17 +31,21 @@ def predictor(model_dir):
     return Predictor(model, load_tokenizer(str(model_dir)), batch_size=2)
 
 
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    """A fresh BentoML home; bentoml caches the store location, so point its container there too."""
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """An empty BentoML home for this module. BentoML caches the store's location for the life of
+    a process, so it is set once, before the first store access, and restored afterwards."""
     from bentoml._internal.configuration.containers import BentoMLContainer
 
-    home = tmp_path / "bentoml"
-    monkeypatch.setenv("BENTOML_HOME", str(home))
+    home = tmp_path_factory.mktemp("bentoml-home")
+    saved = os.environ.get("BENTOML_HOME")
+    os.environ["BENTOML_HOME"] = str(home)
     BentoMLContainer.bentoml_home.set(str(home))
-    BentoMLContainer.model_store.reset()
     yield home
-    BentoMLContainer.model_store.reset()
+    if saved is None:
+        os.environ.pop("BENTOML_HOME", None)
+    else:
+        os.environ["BENTOML_HOME"] = saved
 
 
 def test_batched_predictions_equal_one_by_one_in_input_order(predictor):
