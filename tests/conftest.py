@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tests never read or write the user's BentoML store (~/bentoml may hold a real
+# attnlens-sentiment from `make demo`): set before anything imports bentoml, which caches it.
+os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="attnlens-test-bentoml-")
+os.environ["BENTOML_DO_NOT_TRACK"] = "true"
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -105,3 +105,21 @@ def test_invalid_reference_is_neither_folder_nor_repo():
 def test_revision_with_local_folder_is_refused(tiny_classifier_dir):
     with pytest.raises(ModelNotFoundError, match="applies to Hub repo ids, not local folders"):
         BertForSequenceClassification.from_pretrained(tiny_classifier_dir, revision="main")
+
+
+def test_unreachable_hub_is_a_one_line_error(tmp_path):
+    """Online mode with the Hub endpoint on a closed loopback port: a clear error, no traceback."""
+    import socket
+
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": f"http://127.0.0.1:{port}",
+           "HF_HUB_CACHE": str(tmp_path / "empty-cache"), "HF_HUB_ETAG_TIMEOUT": "5",
+           "HF_HUB_DOWNLOAD_TIMEOUT": "5"}
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("attnlens")), "predict", "--model", "attnlens-test/absent@v1", "hi"],
+        env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "attnlens-test/absent@v1 could not be fetched (ConnectError" in result.stderr

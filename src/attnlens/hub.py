@@ -7,6 +7,7 @@ classifier needs are fetched, and a repo with both safetensors and a pickle gets
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
@@ -21,6 +22,19 @@ from huggingface_hub.errors import (
 )
 
 from attnlens.errors import ModelNotFoundError
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """Exception bases of the HTTP clients huggingface_hub may use (httpx, httpx2, requests)."""
+    errors: list[type[BaseException]] = [OSError, huggingface_hub.errors.HfHubHTTPError]
+    for module_name, attribute in (("httpx", "HTTPError"), ("httpx2", "HTTPError"),
+                                   ("requests", "RequestException")):
+        try:
+            errors.append(getattr(importlib.import_module(module_name), attribute))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
+
 
 SAFE_WEIGHTS = "model.safetensors"
 PICKLE_WEIGHTS = "pytorch_model.bin"
@@ -76,8 +90,12 @@ def resolve_model_dir(name_or_path: str | Path, *, revision: str | None = None,
         raise ModelNotFoundError(f"Hub repo {reference}: revision {revision!r} not found") from None
     except RepositoryNotFoundError:
         raise ModelNotFoundError(f"Hub repo {reference} not found (or private without a token)") from None
-    except (OSError, huggingface_hub.errors.HfHubHTTPError) as error:
-        raise ModelNotFoundError(f"Hub repo {reference}{at} could not be fetched: {error}") from None
+    except _network_errors() as error:
+        # No network, DNS failure, refused connection, HTTP 5xx: one line, not a traceback.
+        raise ModelNotFoundError(
+            f"Hub repo {reference}{at} could not be fetched ({type(error).__name__}: {error}); "
+            "set HF_HUB_OFFLINE=1 to use the Hub cache only"
+        ) from None
     return Path(folder)
 
 
