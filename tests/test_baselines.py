@@ -355,3 +355,26 @@ def test_native_is_refused_for_bert(tmp_path, tokenizer):
     bert = load_model(_bert_folder(tmp_path, tokenizer))
     with pytest.raises(InputError, match="method 'native' does not apply to BertForSequenceClassification"):
         explain(bert, tokenizer, "a fine film", method="native")
+
+
+@pytest.mark.parametrize("build", [tiny_birnn, tiny_han], ids=["birnn", "han"])
+def test_integrated_gradients_is_complete_on_the_word_embeddings(tokenizer, build):
+    """Σ attributions = f(x) − f(baseline), the baseline being [PAD] embeddings at every word
+    (what attnlens.explain.integrated_gradients integrates from), with the input's own sentences."""
+    from attnlens.explain.api import METHOD_FUNCTIONS
+    from attnlens.explain.inputs import encode_texts
+
+    model = build(tokenizer).eval()
+    batch = encode_texts(tokenizer, ["a fine film. truly superb!", "dull"], 512)
+    logits, attributions = METHOD_FUNCTIONS["integrated_gradients"](model, batch, None, n_steps=64)
+    pad_row = model.word_embeddings.weight[model.config.pad_token_id].detach()
+    keep = batch.special[..., None]
+    handle = model.word_embeddings.register_forward_hook(lambda _m, _i, out: torch.where(keep, out, pad_row))
+    try:
+        with torch.no_grad():
+            baseline = model(**batch.model_inputs()).logits
+    finally:
+        handle.remove()
+    target = logits.argmax(dim=-1, keepdim=True)
+    expected = (logits - baseline).gather(1, target).squeeze(1)
+    torch.testing.assert_close(attributions.sum(dim=-1), expected, rtol=1e-3, atol=1e-4)

@@ -90,19 +90,20 @@ class HierarchicalAttentionNetwork(PretrainedBaseline):
         sentence, position = split_sentences(input_ids, mask, self.sentence_end_ids, self.config.max_sentence_length)
         num_sentences = int(sentence.max()) + 1
         length = self.config.max_sentence_length
-        # Scatter the tokens into (batch, sentences, length) and keep the sentences that exist.
+        # Embed the tokens where they are (so the embedding output lines up with `input_ids`, which
+        # integrated gradients relies on), then scatter them into (batch, sentences, length).
+        token_embeddings = self.word_embeddings(input_ids)  # (batch, seq, emb)
         rows = torch.arange(batch, device=input_ids.device)[:, None].expand_as(input_ids)[mask]
-        grid = torch.full((batch, num_sentences, length), self.config.pad_token_id, dtype=torch.long,
-                          device=input_ids.device)
-        grid[rows, sentence[mask], position[mask]] = input_ids[mask]
+        grid = token_embeddings.new_zeros(batch, num_sentences, length, token_embeddings.shape[-1])
+        grid[rows, sentence[mask], position[mask]] = token_embeddings[mask]
         sentence_lengths = torch.zeros(batch, num_sentences, dtype=torch.long, device=input_ids.device)
         sentence_lengths.index_put_((rows, sentence[mask]), torch.ones_like(rows), accumulate=True)
         present = sentence_lengths > 0  # (batch, sentences); contiguous from sentence 0
-        words = grid[present]  # (n, length)
+        words = grid[present]  # (n, length, emb)
         word_lengths = sentence_lengths[present]
         word_mask = torch.arange(length, device=input_ids.device)[None, :] < word_lengths[:, None]
 
-        embedded = self.dropout(self.word_embeddings(words))  # (n, length, emb)
+        embedded = self.dropout(words)
         word_states, _ = run_bidirectional(self.word_encoder, embedded, word_lengths)  # (n, length, 2H)
         sentence_vectors, word_weights = self.word_attention(word_states, word_mask)  # (n, 2H), (n, length)
 

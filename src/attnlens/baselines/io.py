@@ -18,10 +18,11 @@ from attnlens.checkpoint import save_pretrained as save_hub_layout
 from attnlens.errors import CheckpointError, InputError
 from attnlens.hub import resolve_model_dir
 
-# Explanation methods that work on any classifier, plus the baselines' own attention. The others
-# (attention, rollout, grad_rollout) read transformer attention maps these models do not have.
+# The baselines' own attention plus the model-agnostic methods (integrated gradients finds the word
+# embeddings through `get_input_embeddings`). The others (attention, rollout, grad_rollout) read
+# transformer attention maps these models do not have.
 NATIVE_METHOD = "native"
-SUPPORTED_EXPLANATIONS = (NATIVE_METHOD, "occlusion")
+SUPPORTED_EXPLANATIONS = (NATIVE_METHOD, "occlusion", "integrated_gradients")
 
 
 def load_strict(model: nn.Module, state: dict[str, Tensor], source: str) -> None:

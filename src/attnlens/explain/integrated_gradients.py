@@ -44,7 +44,9 @@ def integrated_gradients(
 
     pad_id = pad_token_id(model)
     baseline = torch.where(batch.special, batch.input_ids, torch.full_like(batch.input_ids, pad_id))
-    explainer = LayerIntegratedGradients(target_logits, model.bert.embeddings.word_embeddings)
+    # BERT's word embeddings, or a baseline's (attnlens.baselines expose get_input_embeddings()).
+    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else model.bert.embeddings.word_embeddings
+    explainer = LayerIntegratedGradients(target_logits, embeddings)
     with torch.inference_mode(False), torch.enable_grad():
         attributions = explainer.attribute(
             batch.input_ids,
