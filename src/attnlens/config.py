@@ -22,6 +22,22 @@ SUPPORTED_ACTIVATIONS = ("gelu", "relu", "gelu_new", "gelu_pytorch_tanh", "silu"
 _REFUSED_WHEN_TRUE = ("is_decoder", "add_cross_attention")
 
 
+def require_positive_ints(config: object, names: tuple[str, ...], source: str) -> None:
+    """Every named field is an int > 0 (bools refused: YAML/JSON `true` is not a size)."""
+    for name in names:
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"{source}: {name} must be a positive integer, got {value!r}")
+
+
+def require_label_map(id2label: dict[int, str], source: str) -> None:
+    """Labels are numbered 0..N-1 with unique names, as classification heads and label2id need."""
+    if not id2label or sorted(id2label) != list(range(len(id2label))):
+        raise ConfigError(f"{source}: id2label keys must be 0..N-1, got {sorted(id2label)}")
+    if len(set(id2label.values())) != len(id2label):
+        raise ConfigError(f"{source}: id2label names must be unique, got {list(id2label.values())}")
+
+
 @dataclass
 class BertConfig:
     """Hyper-parameters of a BERT encoder (and its classification head)."""
@@ -67,11 +83,8 @@ class BertConfig:
     # ------------------------------------------------------------------ checks
     def validate(self, source: str = "config") -> None:
         """Refuse shapes that cannot work and settings this encoder does not implement."""
-        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                     "intermediate_size", "max_position_embeddings", "type_vocab_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"{source}: {name} must be a positive integer, got {value!r}")
+        require_positive_ints(self, ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                                     "intermediate_size", "max_position_embeddings", "type_vocab_size"), source)
         if self.hidden_size % self.num_attention_heads:
             raise ConfigError(
                 f"{source}: hidden_size ({self.hidden_size}) must be divisible by "
@@ -90,10 +103,7 @@ class BertConfig:
             value = getattr(self, name)
             if not 0.0 <= float(value) < 1.0:
                 raise ConfigError(f"{source}: {name} must be in [0, 1), got {value!r}")
-        if sorted(self.id2label) != list(range(len(self.id2label))) or not self.id2label:
-            raise ConfigError(f"{source}: id2label keys must be 0..N-1, got {sorted(self.id2label)}")
-        if len(set(self.id2label.values())) != len(self.id2label):
-            raise ConfigError(f"{source}: id2label names must be unique, got {list(self.id2label.values())}")
+        require_label_map(self.id2label, source)
         for name in _REFUSED_WHEN_TRUE:
             if self.extra.get(name):
                 raise ConfigError(f"{source}: {name}=true is not supported (attnlens is an encoder only)")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
+from attnlens.config import require_label_map, require_positive_ints
 from attnlens.errors import ConfigError
 
 RNN_TYPES = ("gru", "lstm")
@@ -61,19 +62,13 @@ class _BaselineConfig:
         return {name: index for index, name in self.id2label.items()}
 
     def validate(self, source: str = "config") -> None:
-        for name in ("vocab_size", "embedding_dim", "hidden_size", "num_layers", "attention_dim",
-                     "max_position_embeddings"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"{source}: {name} must be a positive integer, got {value!r}")
+        require_positive_ints(self, ("vocab_size", "embedding_dim", "hidden_size", "num_layers",
+                                     "attention_dim", "max_position_embeddings"), source)
         _choice(source, "rnn_type", self.rnn_type, RNN_TYPES)
         _choice(source, "embedding_init", self.embedding_init, EMBEDDING_INITS)
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ConfigError(f"{source}: dropout must be in [0, 1), got {self.dropout!r}")
-        if not self.id2label or sorted(self.id2label) != list(range(len(self.id2label))):
-            raise ConfigError(f"{source}: id2label keys must be 0..N-1, got {sorted(self.id2label)}")
-        if len(set(self.id2label.values())) != len(self.id2label):
-            raise ConfigError(f"{source}: id2label names must be unique, got {list(self.id2label.values())}")
+        require_label_map(self.id2label, source)
 
     # ------------------------------------------------------------------ (de)serialisation
     @classmethod
@@ -132,8 +127,7 @@ class BiRNNAttentionConfig(_BaselineConfig):
         _choice(source, "attention", self.attention, POOLING_ATTENTIONS)
         _choice(source, "query", self.query, QUERIES)
         _choice(source, "local_score", self.local_score, LOCAL_SCORES)
-        if not isinstance(self.local_window, int) or self.local_window < 1:
-            raise ConfigError(f"{source}: local_window must be a positive integer, got {self.local_window!r}")
+        require_positive_ints(self, ("local_window",), source)
 
 
 @dataclass
