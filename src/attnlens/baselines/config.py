@@ -142,10 +142,7 @@ class HANConfig(_BaselineConfig):
 
     def validate(self, source: str = "config") -> None:
         super().validate(source)
-        for name in ("sentence_hidden_size", "max_sentence_length"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"{source}: {name} must be a positive integer, got {value!r}")
+        require_positive_ints(self, ("sentence_hidden_size", "max_sentence_length"), source)
         bad = [i for i in self.sentence_end_token_ids if not 0 <= int(i) < self.vocab_size]
         if bad:
             raise ConfigError(f"{source}: sentence_end_token_ids holds {bad[0]}, outside [0, {self.vocab_size})")
