@@ -6,7 +6,7 @@ Configuration is by environment variable (docs/serving.md has the full table): A
 (folder, Hub repo id[@revision] or model-store tag; default the store's `attnlens-sentiment`),
 ATTNLENS_API_KEY, ATTNLENS_WORKERS, ATTNLENS_THREADS, ATTNLENS_MAX_CONCURRENCY, ATTNLENS_TIMEOUT,
 ATTNLENS_MAX_TEXTS, ATTNLENS_MAX_CHARS, ATTNLENS_BATCH_SIZE, ATTNLENS_MAX_LATENCY_MS,
-ATTNLENS_QUANTIZE.
+ATTNLENS_QUANTIZE, ATTNLENS_WARMUP_PASSES.
 """
 
 from __future__ import annotations
@@ -57,6 +57,8 @@ MAX_LATENCY_MS = env_int("ATTNLENS_MAX_LATENCY_MS", 10, minimum=0)
 # "int8": predictions from the dynamically quantised model (attnlens.quantize); explanations keep
 # the float32 model, since gradient methods need a backward the int8 kernels do not have.
 QUANTIZE = os.environ.get("ATTNLENS_QUANTIZE", "") or "none"
+# Passes of the warm-up (a prediction and an explanation each) that run before /readyz says 200.
+WARMUP_PASSES = env_int("ATTNLENS_WARMUP_PASSES", 1)
 # Largest body a valid request can need: every text at the limit, every character escaped
 # (\u0000 is 6 bytes), plus room for the JSON around it.
 MAX_BODY_BYTES = env_int("ATTNLENS_MAX_BODY_BYTES", MAX_TEXTS * MAX_CHARS * 6 + 65_536)
@@ -120,14 +122,30 @@ class AttnlensService:
                                       max_latency_ms=MAX_LATENCY_MS, model_lock=self.model_lock,
                                       on_batch=BATCH_TEXTS.labels(kind="explain").observe)
         self._ready = False
-        self._warm_up()
+        self._warm_up_task: asyncio.Task | None = None
 
-    def _warm_up(self) -> None:
-        """One prediction and one explanation, so the first user does not pay for lazy set-up."""
-        self.predictor.predict(SAMPLE_TEXTS)
-        self._explain_slice([SAMPLE_TEXT], DEFAULT_METHOD)
+    @bentoml.on_startup
+    async def start_warm_up(self) -> None:
+        """Warm up in the background, so /livez and /readyz answer (200 and 503) meanwhile.
+
+        The model is loaded in `__init__`, so a model that cannot load stops the server at once
+        with its error; only the warm-up, which is slow on a cold CPU (oneDNN weight packing,
+        thread pools, the first autograd graph), runs after the server starts listening.
+        """
+        self._warm_up_task = asyncio.get_running_loop().create_task(self._warm_up())
+
+    async def _warm_up(self) -> None:
+        """Predictions and explanations through the batchers, like real requests (which queue
+        behind it), so the first user does not pay for lazy set-up; then /readyz turns 200."""
+        try:
+            for _ in range(WARMUP_PASSES):
+                await self.batcher.submit(SAMPLE_TEXTS, "truncate")
+                await self.explainer.submit([SAMPLE_TEXT], DEFAULT_METHOD)
+        except Exception:  # stays not ready: an orchestrator restarts it, the log says why
+            logger.exception("warm-up of model %s failed; /readyz stays 503", self.source.describe())
+            return
         self._ready = True
-        logger.info("model %s loaded and warmed up", self.source.describe())
+        logger.info("model %s loaded and warmed up (%d passes)", self.source.describe(), WARMUP_PASSES)
 
     def __is_ready__(self) -> bool:
         return self._ready

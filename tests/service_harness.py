@@ -67,8 +67,9 @@ def wait_ready(url: str, process: subprocess.Popen, log_path: Path, timeout: flo
     raise RuntimeError(f"server at {url} not ready after {timeout} s:\n{log_path.read_text()[-4000:]}")
 
 
-def start_server(tmp_dir: Path, model: str, **env: str) -> Server:
-    """`bentoml serve serving.service:AttnlensService` from the repo root on a free loopback port."""
+def start_server(tmp_dir: Path, model: str, wait: bool = True, **env: str) -> Server:
+    """`bentoml serve serving.service:AttnlensService` from the repo root on a free loopback port;
+    with `wait`, returns once /readyz says 200."""
     port = free_port()
     environment = {**os.environ, "BENTOML_HOME": str(tmp_dir / "bentoml"), "ATTNLENS_MODEL": model,
                    "ATTNLENS_THREADS": "1", "BENTOML_DO_NOT_TRACK": "true", "TOKENIZERS_PARALLELISM": "false",
@@ -81,7 +82,8 @@ def start_server(tmp_dir: Path, model: str, **env: str) -> Server:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(url, process, log_path)
+        if wait:
+            wait_ready(url, process, log_path)
     except BaseException:
         stop_server(process)
         raise
