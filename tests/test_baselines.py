@@ -343,6 +343,41 @@ def test_native_explanation_has_the_shared_format(tokenizer):
     assert [s.score for s in sentences] == pytest.approx((weights / weights.sum()).tolist(), rel=1e-5)
 
 
+def test_han_sentence_level_is_its_own_split_and_with_native_its_own_sentence_attention(tokenizer):
+    model = tiny_han(tokenizer).eval()  # max_sentence_length=8
+    text = "A gripping film. The ending, though, is a mess and a total bore! Why?"
+    explanation = explain(model, tokenizer, text, method="native")
+    encoded = tokenizer([text], return_tensors="pt")
+    with torch.no_grad():
+        output = model(encoded["input_ids"], attention_mask=encoded["attention_mask"])
+    # The HAN's own split: the 13-piece middle sentence is cut after 8 pieces; [SEP] after "?" is
+    # a fifth sentence with no text, left out.
+    assert int(output.sentence_ids.max()) + 1 == 5
+    sentences = explanation.sentences
+    assert [s.text for s in sentences] == ["A gripping film.", "The ending, though, is a mess", "and a total bore!",
+                                           "Why?"]
+    assert all(text[s.start : s.end] == s.text for s in sentences)
+    weights = output.sentence_attentions[0, :4].double()
+    assert [s.score for s in sentences] == pytest.approx((weights / weights.sum()).tolist(), rel=1e-6)
+    assert sentence_importances(model, tokenizer, text) == sentences
+    # Batched next to a shorter text (padding): the same sentences.
+    batched = explain_batch(model, tokenizer, ["Dull.", text], method="native")[1].sentences
+    assert [(s.text, s.start, s.end) for s in batched] == [(s.text, s.start, s.end) for s in sentences]
+    assert [s.score for s in batched] == pytest.approx([s.score for s in sentences], rel=1e-5)
+
+    # Other methods: the same split, each sentence scoring the sum of its tokens' scores.
+    occluded = explain(model, tokenizer, text, method="occlusion")
+    assert [s.text for s in occluded.sentences] == [s.text for s in sentences]
+    for sentence in occluded.sentences:
+        inside = [t.score for t in occluded.tokens if not t.special and sentence.start <= t.start < sentence.end]
+        assert sentence.score == pytest.approx(sum(inside), abs=1e-9)
+
+
+def test_sentence_importances_needs_a_han(tokenizer):
+    with pytest.raises(InputError, match="BiRNNAttentionForSequenceClassification has no sentence level"):
+        sentence_importances(tiny_birnn(tokenizer), tokenizer, "Fine. Good.")
+
+
 def test_occlusion_works_and_transformer_only_methods_are_refused(tokenizer):
     model = tiny_birnn(tokenizer)
     explanation = explain(model, tokenizer, "a fine film", method="occlusion")

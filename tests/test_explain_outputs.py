@@ -1,6 +1,6 @@
 """What every explanation must satisfy, for every method: finite scores, special tokens at 0,
-sums of 1, offsets that point at the right characters (accents, emoji, truncation), stable
-results, and one-line errors for unusable input."""
+sums of 1, offsets that point at the right characters (accents, emoji, truncation), the sentence
+level, stable results, and one-line errors for unusable input."""
 
 from __future__ import annotations
 
@@ -38,6 +38,9 @@ def check_invariants(exp: Explanation, text: str) -> None:
         assert text[word.start : word.end] == word.word and word.word.strip() == word.word and word.word
     for token in real:
         assert 0 <= token.start < token.end <= len(text)
+    assert sum(s.score for s in exp.sentences) == pytest.approx(1.0, abs=1e-6)
+    for sentence in exp.sentences:
+        assert text[sentence.start : sentence.end] == sentence.text and sentence.text.strip() == sentence.text
     assert sum(exp.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
     assert exp.label == max(exp.probabilities, key=exp.probabilities.get)
     json.dumps(exp.to_dict())  # JSON-ready
@@ -89,6 +92,37 @@ def test_batch_equals_one_by_one_and_is_deterministic(model, tokenizer, method):
         assert exp.label == single.label and exp.truncated == single.truncated
         assert [t.token for t in exp.tokens] == [t.token for t in single.tokens]
         assert [w.score for w in exp.words] == pytest.approx([w.score for w in single.words], abs=1e-4)
+
+
+def tokens_inside(exp: Explanation, start: int, end: int) -> list:
+    return [t for t in exp.tokens if not t.special and start <= t.start and t.end <= end]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_sentences_end_after_end_punctuation_and_sum_their_token_scores(model, tokenizer, method):
+    text = "Crème brûlée! The café was naïve 😀... but great😀?  Yes — 10/10"
+    exp = explain(model, tokenizer, text, method=method)
+    check_invariants(exp, text)
+    # Every ".", "!" or "?" ends a sentence ("..." gives one-token sentences); the last needs none.
+    assert [s.text for s in exp.sentences] == ["Crème brûlée!", "The café was naïve 😀.", ".", ".", "but great😀?",
+                                               "Yes — 10/10"]
+    for sentence in exp.sentences:
+        assert sentence.score == pytest.approx(sum(t.score for t in tokens_inside(exp, sentence.start, sentence.end)),
+                                               abs=1e-9)
+    # Each real token lies in exactly one sentence.
+    real = [t for t in exp.tokens if not t.special]
+    assert sum(len(tokens_inside(exp, s.start, s.end)) for s in exp.sentences) == len(real)
+    assert exp.to_dict()["sentences"] == [
+        {"text": s.text, "start": s.start, "end": s.end, "score": s.score} for s in exp.sentences]
+
+
+def test_sentences_of_a_truncated_text_stop_where_reading_stopped(model, tokenizer):
+    text = "Good film. " * 10 + "Bad end!"
+    exp = explain(model, tokenizer, text, method="rollout", max_length=12)  # [CLS] + 10 pieces + [SEP]
+    check_invariants(exp, text)
+    assert exp.truncated
+    assert [s.text for s in exp.sentences] == ["Good film."] * 3 + ["Good"]
+    assert [s.start for s in exp.sentences] == [0, 11, 22, 33] and exp.sentences[-1].end == 37
 
 
 def test_explaining_leaves_training_mode_and_weights_alone(tokenizer, model):

@@ -12,8 +12,9 @@ left to right; a sentence ends after a word piece that is ".", "!" or "?" (ids s
 `config.sentence_end_token_ids`, so runs like "!!!" end one sentence per piece and "..." gives
 one-piece sentences, which is harmless), and a sentence longer than `max_sentence_length` pieces is
 cut into pieces of that length. [CLS] belongs to the first sentence and [SEP] to the last. The
-rule works on ids inside `forward`, so training, prediction, the service and explanations all
-split the same way without a separate preprocessing step.
+rule works on ids inside `forward` (`sentence_split`), so training, prediction, the service and
+explanations (their sentence level included) all split the same way without a separate
+preprocessing step.
 """
 
 from __future__ import annotations
@@ -79,6 +80,13 @@ class HierarchicalAttentionNetwork(PretrainedBaseline):
         self.register_buffer("sentence_end_ids", torch.tensor(config.sentence_end_token_ids, dtype=torch.long),
                              persistent=False)
 
+    def sentence_split(self, input_ids: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """(sentence index, position in sentence) of every token, both (batch, seq), -1 on padding.
+
+        The split `forward` attends over; explanations group their sentence level by it too.
+        """
+        return split_sentences(input_ids, mask, self.sentence_end_ids, self.config.max_sentence_length)
+
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                 token_type_ids: Tensor | None = None, attention_hook=None, **_: object) -> BaselineOutput:
         """Same call as the BERT classifier; `token_type_ids` are accepted and ignored."""
@@ -87,7 +95,7 @@ class HierarchicalAttentionNetwork(PretrainedBaseline):
         mask = mask.clone()
         mask[:, 0] = True  # an all-padding row would have no sentence at all
         batch = input_ids.shape[0]
-        sentence, position = split_sentences(input_ids, mask, self.sentence_end_ids, self.config.max_sentence_length)
+        sentence, position = self.sentence_split(input_ids, mask)
         num_sentences = int(sentence.max()) + 1
         length = self.config.max_sentence_length
         # Embed the tokens where they are (so the embedding output lines up with `input_ids`, which

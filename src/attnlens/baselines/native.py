@@ -3,13 +3,12 @@
 For the BiRNN a token's raw score is its pooling weight. For the HAN it is its word weight times
 its sentence's weight, the share of the document vector that flows through the token (the two
 levels multiply exactly as the model composes them), so word scores of different sentences are
-comparable. `sentence_importances` returns the sentence level itself. Same output format as every
-other method (`attnlens.explain.Explanation`); the explain API normalises and merges word pieces.
+comparable. The sentence level is the HAN's own sentence attention (`Explanation.sentences`,
+`sentence_importances`). Same output format as every other method (`attnlens.explain.Explanation`);
+the explain API normalises, merges word pieces and groups sentences.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 
@@ -39,38 +38,28 @@ def native_attention(model, batch, target=None) -> tuple[torch.Tensor, torch.Ten
     return output.logits, token_attention(output).float()
 
 
-@dataclass(frozen=True)
-class SentenceImportance:
-    """A sentence of the input as the HAN split it, with its attention weight (weights sum to 1)."""
+def sentence_shares(token_scores: torch.Tensor, sentence_ids: torch.Tensor) -> torch.Tensor:
+    """(batch, sentences) sum of `token_attention` over each sentence's tokens, specials included.
 
-    text: str
-    start: int
-    end: int
-    score: float
+    For the HAN this *is* its sentence attention: a token's share is its word weight times its
+    sentence's weight, and the word weights of a sentence sum to 1 over all its tokens, [CLS] and
+    [SEP] included. Recovering it from the token shares gives the explain API the sentence level
+    without a second forward and without a second kind of method result.
+    """
+    sentences = int(sentence_ids.max()) + 1
+    shares = token_scores.double().masked_fill(sentence_ids < 0, 0.0)
+    totals = shares.new_zeros(shares.shape[0], sentences)
+    return totals.scatter_add_(1, sentence_ids.clamp(min=0), shares)
 
 
-@torch.no_grad()
-def sentence_importances(model, tokenizer, text: str, max_length: int | None = None) -> list[SentenceImportance]:
-    """The HAN's sentence-level attention over `text`, with character spans into `text`."""
-    from attnlens.explain.inputs import encode_texts, resolve_max_length
+def sentence_importances(model, tokenizer, text: str, max_length: int | None = None) -> list:
+    """The HAN's sentence-level attention over `text`, with character spans into `text`.
 
-    batch = encode_texts(tokenizer, [text], resolve_max_length(model, max_length), next(model.parameters()).device)
-    model_was_training = model.training
-    model.eval()
-    try:
-        output = _own_attention(model, batch.model_inputs())
-    finally:
-        model.train(model_was_training)
-    if output.sentence_attentions is None:
+    The sentence level of `explain(..., method="native")` (`Explanation.sentences`): sentences
+    of special tokens only are left out and the others' weights renormalised.
+    """
+    from attnlens.explain import explain
+
+    if getattr(model, "sentence_split", None) is None:
         raise InputError(f"{type(model).__name__} has no sentence level; sentence importances need a HAN")
-    spans: dict[int, list[int]] = {}
-    for j, (start, end) in enumerate(batch.offsets[0]):
-        if batch.special[0, j]:
-            continue
-        sentence = int(output.sentence_ids[0, j])
-        span = spans.setdefault(sentence, [start, end])
-        span[0], span[1] = min(span[0], start), max(span[1], end)
-    weights = output.sentence_attentions[0]
-    kept = {s: float(weights[s]) for s in spans}
-    total = sum(kept.values()) or 1.0  # a sentence of specials only ([SEP] alone) has no text to show
-    return [SentenceImportance(text=text[a:b], start=a, end=b, score=kept[s] / total) for s, (a, b) in spans.items()]
+    return explain(model, tokenizer, text, method="native", max_length=max_length).sentences

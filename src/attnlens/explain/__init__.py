@@ -12,7 +12,7 @@ Methods (see docs/explanations.md): `attention` (last layer's [CLS] row), `rollo
 """
 
 from attnlens.explain.api import DEFAULT_METHOD, METHODS, explain, explain_batch, explain_encoded
-from attnlens.explain.explanation import Explanation, TokenImportance, WordImportance
+from attnlens.explain.explanation import Explanation, SentenceImportance, TokenImportance, WordImportance
 from attnlens.explain.faithfulness import (
     PERCENTAGES,
     Faithfulness,
@@ -29,6 +29,7 @@ __all__ = [
     "PERCENTAGES",
     "Explanation",
     "Faithfulness",
+    "SentenceImportance",
     "TokenImportance",
     "WordImportance",
     "eraser_aopc",

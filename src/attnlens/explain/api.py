@@ -2,7 +2,7 @@
 
 Each method is a function `(model, batch, target, **kwargs) -> (logits, raw token scores)`;
 everything the methods share (tokenising with offsets, truncation, eval mode, choosing the
-target, normalising, merging word pieces) happens here once.
+target, normalising, merging word pieces, the sentence split) happens here once.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from attnlens.explain.inputs import EncodedBatch, check_texts, encode_texts, res
 from attnlens.explain.integrated_gradients import integrated_gradients
 from attnlens.explain.occlusion import leave_one_word_out
 from attnlens.explain.rollout import attention_rollout
+from attnlens.explain.sentences import model_split
 from attnlens.explain.targets import resolve_targets
 from attnlens.explain.words import token_importances, word_importances
 
@@ -66,12 +67,17 @@ def _label_names(model) -> dict[int, str]:
 
 
 def build_explanations(model, batch: EncodedBatch, texts: list[str], method: str, target, logits, raw) -> list[Explanation]:
-    """Turn a method's (logits, raw token scores) into `Explanation`s (normalised, words merged)."""
+    """Turn a method's (logits, raw token scores) into `Explanation`s (normalised, words merged).
+
+    Sentences are grouped only when asked for (`Explanation.sentences`); here only a model's own
+    split (the HAN's) is recorded, since it needs the batch's ids.
+    """
     targets = resolve_targets(logits.detach(), target).tolist()
     probabilities = logits.detach().float().softmax(dim=-1).cpu()
     predicted = probabilities.argmax(dim=-1).tolist()
     probabilities = probabilities.tolist()
     names = _label_names(model)
+    token_sentences, sentence_weights = model_split(model, batch, method, raw)
     explanations = []
     for i, tokens in enumerate(token_importances(batch, raw)):
         explanations.append(
@@ -84,6 +90,8 @@ def build_explanations(model, batch: EncodedBatch, texts: list[str], method: str
                 truncated=batch.truncated[i],
                 tokens=tokens,
                 words=word_importances(texts[i], batch.word_ids[i], tokens),
+                token_sentences=None if token_sentences is None else token_sentences[i],
+                sentence_weights=None if sentence_weights is None else sentence_weights[i],
             )
         )
     return explanations

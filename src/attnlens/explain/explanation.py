@@ -1,4 +1,4 @@
-"""The result of explaining one prediction: per-token and per-word importances with offsets.
+"""The result of explaining one prediction: per-token, per-word and per-sentence importances with offsets.
 
 Offsets are character offsets into the caller's original text (not the normalised text the
 tokenizer saw), so a front end can highlight `text[start:end]` without re-tokenising.
@@ -6,7 +6,8 @@ tokenizer saw), so a front end can highlight `text[start:end]` without re-tokeni
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,20 @@ class WordImportance:
     attribution: float = 0.0
 
 
+@dataclass(frozen=True)
+class SentenceImportance:
+    """A sentence of the input (rule: attnlens.explain.sentences); scores of all sentences sum to 1."""
+
+    text: str
+    start: int
+    end: int
+    score: float
+
+
+# Fields that only serve `Explanation.sentences`; `to_dict` shows the sentences instead.
+_SENTENCE_BOOKKEEPING = ("token_sentences", "sentence_weights")
+
+
 @dataclass
 class Explanation:
     """Why the model predicted `label` for `text`, according to `method`."""
@@ -48,10 +63,27 @@ class Explanation:
     truncated: bool
     tokens: list[TokenImportance] = field(default_factory=list)
     words: list[WordImportance] = field(default_factory=list)
+    # The model's sentence split (sentence index per token) where it has one (HAN), else None for
+    # the punctuation rule; and the model's own sentence weights (HAN `native`), else None for sums
+    # of token scores. Kept so the sentence level costs nothing until someone asks for it.
+    token_sentences: list[int] | None = field(default=None, repr=False)
+    sentence_weights: list[float] | None = field(default=None, repr=False)
+
+    @cached_property
+    def sentences(self) -> list[SentenceImportance]:
+        """The sentences of the text read, in reading order, with scores summing to 1."""
+        from attnlens.explain.sentences import group_sentences
+
+        return group_sentences(self.text, self.tokens, self.token_sentences, self.sentence_weights)
 
     def to_dict(self) -> dict:
-        """Plain JSON-ready types only (the service returns this as-is)."""
-        return asdict(self)
+        """Plain JSON-ready types only: every field but the sentence bookkeeping, plus `sentences`."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _SENTENCE_BOOKKEEPING}
+        values["tokens"] = [asdict(t) for t in self.tokens]
+        values["words"] = [asdict(w) for w in self.words]
+        values["probabilities"] = dict(self.probabilities)
+        values["sentences"] = [asdict(s) for s in self.sentences]
+        return values
 
     def top_words(self, k: int = 5) -> list[WordImportance]:
         """The k most important words, most important first (ties broken by raw attribution)."""

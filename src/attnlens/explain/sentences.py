@@ -1,0 +1,82 @@
+"""The sentence level of every explanation: which sentences the tokens form, and what each one scores.
+
+The split is the model's. A HAN splits by its own rule (`HierarchicalAttentionNetwork.sentence_split`:
+its end ids and its `max_sentence_length` cut), so its sentences are exactly the ones it attended
+over. Every other model (BERT, BiRNN) has no sentences of its own and gets the same end-punctuation
+rule without the cut: a sentence ends after a token that is ".", "!" or "?" (so "!!!" and "..."
+give one-token sentences, as in the HAN).
+
+A sentence's score is the sum of its tokens' normalised scores, so sentence scores sum to 1 like
+word scores. The exception is the HAN's `native` method, whose sentence level is the HAN's own
+sentence attention, renormalised over the sentences that contain text (a sentence of special
+tokens only, e.g. a lone [SEP] after a final "!", has nothing to show and is left out).
+
+Only the split is computed when an explanation is built, and only for models that have their own:
+the sentences themselves are grouped on first use (`Explanation.sentences`), because the service
+builds explanations for every `/predict` with `explain: true` and most callers never ask for them.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from attnlens.baselines.config import SENTENCE_END_TOKENS
+from attnlens.baselines.native import sentence_shares
+from attnlens.explain.inputs import EncodedBatch
+
+_ENDS = frozenset(SENTENCE_END_TOKENS)
+
+
+def punctuation_split(tokens: list[str]) -> list[int]:
+    """Sentence index of each token: a sentence ends after a token that is ".", "!" or "?"."""
+    indices, current = [], 0
+    for token in tokens:
+        indices.append(current)
+        if token in _ENDS:
+            current += 1
+    return indices
+
+
+def model_split(model, batch: EncodedBatch, method: str, raw: torch.Tensor
+                ) -> tuple[list[list[int]] | None, list[list[float]] | None]:
+    """(sentence index of every real token, the model's own sentence weights) per example.
+
+    Both are None for models without a split of their own (the punctuation rule then applies
+    lazily); the weights are only there for the HAN's `native` method.
+    """
+    split = getattr(model, "sentence_split", None)
+    if split is None:
+        return None, None
+    sentence, _ = split(batch.input_ids, batch.attention_mask.bool())  # (batch, seq); -1 on padding
+    indices = [row[:length] for row, length in zip(sentence.tolist(), batch.lengths, strict=True)]
+    if method != "native":
+        return indices, None
+    return indices, sentence_shares(raw.detach(), sentence).tolist()
+
+
+def group_sentences(text: str, tokens, token_sentences: list[int] | None = None,
+                    sentence_weights: list[float] | None = None) -> list:
+    """`SentenceImportance`s in reading order from an explanation's tokens (see the module docstring).
+
+    A sentence spans from its first non-special token's start to its last one's end in the
+    caller's original text; special tokens neither score nor stretch a span.
+    """
+    from attnlens.explain.explanation import SentenceImportance
+
+    if token_sentences is None:
+        token_sentences = punctuation_split([t.token for t in tokens])
+    spans: dict[int, list] = {}  # sentence index -> [start, end, summed token score]
+    for token, sentence in zip(tokens, token_sentences, strict=True):
+        if token.special or sentence < 0:
+            continue
+        span = spans.get(sentence)
+        if span is None:
+            spans[sentence] = [token.start, token.end, token.score]
+            continue
+        span[0], span[1] = min(span[0], token.start), max(span[1], token.end)
+        span[2] += token.score
+    if sentence_weights is not None:
+        total = sum(sentence_weights[s] for s in spans) or 1.0
+        for sentence, span in spans.items():
+            span[2] = sentence_weights[sentence] / total
+    return [SentenceImportance(text=text[s:e], start=s, end=e, score=score) for s, e, score in spans.values()]
