@@ -101,7 +101,9 @@ def served_model_methods() -> tuple[str, ...]:
 METHODS = served_model_methods()
 DEFAULT_METHOD = "grad_rollout" if "grad_rollout" in METHODS else METHODS[0]
 Method = Literal[METHODS]  # type: ignore[valid-type]
-Level = Literal["word", "token"]
+# word: word pieces merged; token: word pieces; sentence: the model's sentences (the HAN's own
+# split, else ends after ".", "!", "?"), see docs/explanations.md.
+Level = Literal["word", "token", "sentence"]
 LongText = Literal["truncate", "chunk"]
 
 SAMPLE_TEXTS = [
@@ -112,7 +114,7 @@ SAMPLE_TEXT = "an unexpectedly moving story, though the second half drags a litt
 
 
 class Importance(BaseModel):
-    """Importance of one word (word pieces merged) or token; `start`/`end` index the text."""
+    """Importance of one word (word pieces merged), token or sentence; `start`/`end` index the text."""
 
     text: str
     start: int

@@ -74,12 +74,12 @@ BATCH_TEXTS = bentoml.metrics.Histogram(
 
 
 def _importances(explanation, level: str) -> list[Importance]:
-    items = explanation.words if level == "word" else [t for t in explanation.tokens if not t.special]
-    return [
-        Importance(text=getattr(item, "word", None) or getattr(item, "token", ""), start=item.start,
-                   end=item.end, score=item.score)
-        for item in items
-    ]
+    if level == "word":
+        return [Importance(text=w.word, start=w.start, end=w.end, score=w.score) for w in explanation.words]
+    if level == "sentence":  # grouped only now, on request (attnlens.explain.sentences)
+        return [Importance(text=s.text, start=s.start, end=s.end, score=s.score) for s in explanation.sentences]
+    return [Importance(text=t.token, start=t.start, end=t.end, score=t.score)
+            for t in explanation.tokens if not t.special]
 
 
 @bentoml.service(
@@ -202,7 +202,7 @@ class AttnlensService:
         method: Method = DEFAULT_METHOD,
         level: Level = "word",
     ) -> ExplainResult:
-        """The prediction for `text` and the importance of each word (or token) for it."""
+        """The prediction for `text` and the importance of each word (or token, or sentence) for it."""
         (prediction,), (explanation,) = await asyncio.gather(
             self.batcher.submit([text], "truncate"), self.explainer.submit([text], method))
         return ExplainResult(

@@ -11,6 +11,7 @@ from service_harness import running_server
 
 from attnlens import DEFAULT_BASE_MODEL, load_tokenizer
 from attnlens.baselines import HANConfig, HierarchicalAttentionNetwork
+from attnlens.baselines.native import sentence_importances
 from attnlens.explain import explain
 from attnlens.models import load_model
 from attnlens.predict import Predictor
@@ -67,3 +68,21 @@ def test_served_han_predicts_and_explains_natively_like_the_library(server, mode
     response = post(server, "/explain", {"text": TEXT, "method": "grad_rollout"})
     assert 400 <= response.status_code < 500, response.text
     assert "native" in response.text and "grad_rollout" in response.text
+
+
+@pytest.mark.parametrize("method", ["native", "occlusion"])
+def test_served_han_sentence_level_equals_the_library(server, model_dir, method):
+    """native: the HAN's own sentence attention; other methods: sums of token scores over its split."""
+    model, tokenizer = load_model(model_dir), load_tokenizer(model_dir)
+    max_length = Predictor(model, tokenizer).max_length
+    response = post(server, "/explain", {"text": TEXT, "method": method, "level": "sentence"})
+    assert response.status_code == 200, response.text
+    body = response.json()["explanation"]
+    expected = explain(model, tokenizer, TEXT, method=method, max_length=max_length).sentences
+    if method == "native":
+        assert expected == sentence_importances(model, tokenizer, TEXT, max_length=max_length)
+    assert body["level"] == "sentence"
+    assert [(i["text"], i["start"], i["end"]) for i in body["importances"]] == [
+        ("A gripping film.", 0, 16), ("The ending, though, is a mess!", 17, 47)]
+    assert [i["score"] for i in body["importances"]] == pytest.approx([s.score for s in expected], abs=1e-4)
+    assert sum(i["score"] for i in body["importances"]) == pytest.approx(1.0, abs=1e-5)
