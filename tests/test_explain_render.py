@@ -13,7 +13,7 @@ import sys
 import pytest
 import torch
 
-from attnlens import BertConfig, BertForSequenceClassification
+from attnlens import BertConfig, BertForSequenceClassification, InputError
 from attnlens.explain import explain, plot_attention, to_ansi, to_html
 
 HOSTILE = 'I <3 "this" film & <script>alert(1)</script>\nsecond line — café 😀'
@@ -66,6 +66,25 @@ def test_ansi_colours_each_word_and_keeps_the_text(model, tokenizer):
     assert "\x1b" not in plain and "top words:" in plain and exp.label in plain
 
 
+def test_token_and_sentence_levels_colour_their_own_spans(model, tokenizer):
+    text = "A fine film. Too long, though!\nStill — café 😀"
+    exp = explain(model, tokenizer, text, method="rollout")
+    assert [s.text for s in exp.sentences] == ["A fine film.", "Too long, though!", "Still — café 😀"]
+    coloured = to_ansi(exp, level="sentence")
+    assert coloured.count("\x1b[48;2;") == 3
+    assert re.sub(r"\x1b\[[0-9;]*m", "", coloured).splitlines()[1:] == text.splitlines()
+    fragment = to_html(exp, level="sentence")
+    assert fragment.count('class="attnlens-sentence"') == 3 and visible_text(fragment).endswith(text)
+    top = max(exp.sentences, key=lambda s: s.score)
+    assert f'data-score="{top.score:.6f}">{html.escape(top.text)}</span>' in fragment
+    assert f"top sentences: {top.text!r} {top.score:.3f}" in to_ansi(exp, color=False, level="sentence")
+    real_tokens = [t for t in exp.tokens if not t.special]
+    assert to_ansi(exp, level="token").count("\x1b[48;2;") == len(real_tokens)
+    assert to_html(exp, level="token").count('class="attnlens-token"') == len(real_tokens)
+    with pytest.raises(InputError, match="level='paragraph' is not one of word, token, sentence"):
+        to_ansi(exp, level="paragraph")
+
+
 def test_plot_attention_draws_layers_by_heads(model, tokenizer, tmp_path):
     figure = plot_attention(model, tokenizer, "a fine film", path=tmp_path / "heat.png")
     assert len(figure.axes) == model.config.num_hidden_layers * model.config.num_attention_heads
@@ -105,3 +124,19 @@ def test_cli_target_and_errors(saved_model_dir, tmp_path):
 
     missing = run_cli("--model", str(tmp_path / "nowhere"), "a fine film")
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "nowhere" in missing.stderr
+
+
+def test_cli_sentence_level_colours_sentences_and_json_lists_them(saved_model_dir, model, tokenizer):
+    text = "A fine film. Too long, though!"
+    result = run_cli("--model", str(saved_model_dir), "--method", "occlusion", "--level", "sentence", "--json", "-",
+                     text)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    first_json_line = lines.index("{")
+    assert "\n".join(lines[1:first_json_line]).count("\x1b[48;2;") == 2  # one colour per sentence
+    payload = json.loads("\n".join(lines[first_json_line:]))
+    expected = explain(model, tokenizer, text, method="occlusion").sentences
+    assert [(s["text"], s["start"], s["end"]) for s in payload["sentences"]] == [
+        ("A fine film.", 0, 12), ("Too long, though!", 13, 30)]
+    assert [s["score"] for s in payload["sentences"]] == pytest.approx([s.score for s in expected], abs=1e-6)
+    assert sum(s["score"] for s in payload["sentences"]) == pytest.approx(1.0)

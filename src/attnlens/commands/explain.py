@@ -1,9 +1,10 @@
 """`attnlens explain --model SPEC --method grad_rollout "text"`: why the model predicted what it did.
 
-Prints the prediction and the text with each word's background coloured by importance (ANSI
-24-bit colour; `--no-color` or $NO_COLOR for plain text with the top words listed), and can write
-a self-contained HTML page (`--html`), a layer x head attention figure (`--heatmap`) and the
-explanation as JSON (`--json`).
+Prints the prediction and the text with each word's (`--level token`: word piece's, `--level
+sentence`: sentence's) background coloured by importance (ANSI 24-bit colour; `--no-color` or
+$NO_COLOR for plain text with the top ones listed), and can write a self-contained HTML page
+(`--html`, same level), a layer x head attention figure (`--heatmap`) and the explanation as JSON
+(`--json`: tokens, words and sentences).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from attnlens.explain.api import DEFAULT_METHOD, METHODS, MODEL_SPECIFIC_METHODS
+    from attnlens.explain.render import LEVELS
 
     parser = subparsers.add_parser("explain", help="explain a prediction: words coloured by importance")
     parser.add_argument("text", nargs="?", help="text to explain; '-' or none: read it from stdin")
@@ -28,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--target", type=int, default=None, help="class index to explain (default: the prediction)")
     parser.add_argument("--max-length", type=int, default=None, help="truncate at this many tokens (default: the model's limit)")
     parser.add_argument("--ig-steps", type=int, default=None, help="integration steps for integrated_gradients")
+    parser.add_argument("--level", choices=LEVELS, default="word",
+                        help="what to colour: words, word pieces or sentences (HAN: its own split and, "
+                             "with native, its sentence attention)")
     parser.add_argument("--html", type=Path, default=None, help="write a self-contained HTML page here")
     parser.add_argument("--heatmap", type=Path, default=None, help="write a layer x head attention PNG here")
     parser.add_argument("--json", type=Path, default=None, help="write the explanation as JSON here ('-': stdout)")
@@ -70,9 +75,10 @@ def run(args: argparse.Namespace) -> int:
                           max_length=args.max_length, **kwargs)
 
     color = not args.no_color and not os.environ.get("NO_COLOR")
-    print(to_ansi(explanation, color=color))
+    print(to_ansi(explanation, color=color, level=args.level))
     if args.html is not None:
-        _write(args.html, lambda p: p.write_text(to_html(explanation, full_page=True), encoding="utf-8"))
+        page = to_html(explanation, full_page=True, level=args.level)
+        _write(args.html, lambda p: p.write_text(page, encoding="utf-8"))
         print(f"wrote {args.html}", file=sys.stderr)
     if args.heatmap is not None:
         _write(args.heatmap, lambda p: plot_attention(model, tokenizer, text, max_length=args.max_length, path=p))
