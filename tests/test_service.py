@@ -88,19 +88,23 @@ def test_long_text_chunk_scores_every_window(server, library):
 
 
 @pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("level", ["word", "token"])
+@pytest.mark.parametrize("level", ["word", "token", "sentence"])
 def test_explain_equals_library(server, library, method, level):
     model, tokenizer, predictor = library
-    text = "a gripping , beautifully acted film ; unforgettable"
+    text = "a gripping , beautifully acted film ; unforgettable . the end drags !"
     response = post(server, "/explain", {"text": text, "method": method, "level": level})
     assert response.status_code == 200, response.text
     body = response.json()
     assert_same_prediction(body, predictor.predict([text])[0])
     expected = explain(model, tokenizer, text, method=method, max_length=predictor.max_length)
-    items = expected.words if level == "word" else [t for t in expected.tokens if not t.special]
+    items = {"word": expected.words, "token": [t for t in expected.tokens if not t.special],
+             "sentence": expected.sentences}[level]
     served = body["explanation"]["importances"]
     assert [(i["start"], i["end"]) for i in served] == [(i.start, i.end) for i in items]
-    assert [i["text"] for i in served] == [text[i.start : i.end] if level == "word" else i.token for i in items]
+    assert [i["text"] for i in served] == [i.token if level == "token" else text[i.start : i.end] for i in items]
+    if level == "sentence":
+        assert [i["text"] for i in served] == ["a gripping , beautifully acted film ; unforgettable .", "the end drags !"]
+    assert body["explanation"]["level"] == level
     assert [i["score"] for i in served] == pytest.approx([i.score for i in items], abs=1e-4)
     assert sum(i["score"] for i in served) == pytest.approx(1.0, abs=1e-4)
     assert body["explanation"]["method"] == method and body["explanation"]["target"] == expected.target
@@ -145,7 +149,7 @@ BAD_INPUTS = [
     ("/predict", b'{"texts": ["caf\xe9"]}', None, 400, ["body", "UTF-8", "byte 15"]),
     ("/predict", b'{"texts": ["ok"]}', "application/xml", 415, ["content-type", "application/xml", "application/json"]),
     ("/explain", {"text": "ok", "method": "shap"}, None, 400, ["method", "'shap'", "grad_rollout"]),
-    ("/explain", {"text": "ok", "level": "sentence"}, None, 400, ["level", "'sentence'", "word"]),
+    ("/explain", {"text": "ok", "level": "paragraph"}, None, 400, ["level", "'paragraph'", "'word'", "'sentence'"]),
     ("/explain", {"text": "   "}, None, 400, ["text", "white space"]),
     ("/explain", {"text": ["a list"]}, None, 400, ["text", "string", "list"]),
     ("/explain", {"text": "x" * 20_001}, None, 400, ["text", "20000"]),
