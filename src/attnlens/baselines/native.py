@@ -10,9 +10,14 @@ the explain API normalises, merges word pieces and groups sentences.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from attnlens.errors import InputError
+
+if TYPE_CHECKING:  # attnlens.explain imports this module; importing it back at run time would be a cycle
+    from attnlens.explain.explanation import SentenceImportance
 
 
 def _own_attention(model, inputs: dict[str, torch.Tensor]):
@@ -52,7 +57,7 @@ def sentence_shares(token_scores: torch.Tensor, sentence_ids: torch.Tensor) -> t
     return totals.scatter_add_(1, sentence_ids.clamp(min=0), shares)
 
 
-def sentence_importances(model, tokenizer, text: str, max_length: int | None = None) -> list:
+def sentence_importances(model, tokenizer, text: str, max_length: int | None = None) -> list[SentenceImportance]:
     """The HAN's sentence-level attention over `text`, with character spans into `text`.
 
     The sentence level of `explain(..., method="native")` (`Explanation.sentences`): sentences

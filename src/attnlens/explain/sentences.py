@@ -18,11 +18,16 @@ builds explanations for every `/predict` with `explain: true` and most callers n
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from attnlens.baselines.config import SENTENCE_END_TOKENS
 from attnlens.baselines.native import sentence_shares
 from attnlens.explain.inputs import EncodedBatch
+
+if TYPE_CHECKING:  # explanation.py imports this module lazily; no import cycle at run time
+    from attnlens.explain.explanation import SentenceImportance, TokenImportance
 
 _ENDS = frozenset(SENTENCE_END_TOKENS)
 
@@ -54,8 +59,8 @@ def model_split(model, batch: EncodedBatch, method: str, raw: torch.Tensor
     return indices, sentence_shares(raw.detach(), sentence).tolist()
 
 
-def group_sentences(text: str, tokens, token_sentences: list[int] | None = None,
-                    sentence_weights: list[float] | None = None) -> list:
+def group_sentences(text: str, tokens: list[TokenImportance], token_sentences: list[int] | None = None,
+                    sentence_weights: list[float] | None = None) -> list[SentenceImportance]:
     """`SentenceImportance`s in reading order from an explanation's tokens (see the module docstring).
 
     A sentence spans from its first non-special token's start to its last one's end in the
