@@ -4,7 +4,8 @@
 
 On the first --texts SST-2 validation sentences (length-sorted batches of --batch-size), best of
 --repeats: the ordinary inference forward (packed, fused attention), the padded forward, the forward
-with an attention hook (explicit softmax), attention rollout, gradient-weighted rollout.
+with an attention hook (explicit softmax), attention rollout, grad_rollout (its default deletion
+rule, and Chefer et al.'s rule).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def main() -> None:
         "forward_with_hook": forward_with_hook,
         "rollout": lambda b: attention_rollout(model, b),
         "grad_rollout": lambda b: gradient_weighted_rollout(model, b),
+        "grad_rollout_chefer": lambda b: gradient_weighted_rollout(model, b, rule="chefer"),
     }
     for run in runs.values():
         run(batches[0])  # warm-up
@@ -70,7 +72,7 @@ def main() -> None:
                 run(batch)
             best[name] = min(best[name], time.perf_counter() - start)
     for name, seconds in best.items():
-        print(f"{name:18s} {1000 * seconds / len(texts):7.1f} ms/example  {seconds / best['forward']:5.2f}x forward")
+        print(f"{name:20s} {1000 * seconds / len(texts):7.1f} ms/example  {seconds / best['forward']:5.2f}x forward")
 
 
 if __name__ == "__main__":

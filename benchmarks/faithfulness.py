@@ -3,7 +3,8 @@
     python benchmarks/faithfulness.py --model outputs/sst2-minilm/best
 
 Datasets: SST-2 validation (all 872 sentences) and 200 IMDB reviews drawn from imdb-2k with a
-fixed seed (evaluation only; nothing is tuned on them). For each method and a random ranking of
+fixed seed (evaluation only; nothing is tuned on them). `--datasets sst2-train` is the
+development sample for choosing among method variants: seeded SST-2 *train* sentences. For each method and a random ranking of
 the same words: comprehensiveness and sufficiency as AOPC over the top 1/5/10/20/50% of words
 (see attnlens.explain.faithfulness), and cost per example relative to one forward pass of the
 same batch, timed chunk by chunk in the same run so machine load hits both alike.
@@ -40,6 +41,20 @@ def load_sst2(data_dir: Path, limit: int | None) -> tuple[list[str], list[int]]:
     return [r["sentence"] for r in rows], [int(r["label"]) for r in rows]
 
 
+TRAIN_MIN_WORDS = 8  # SST-2 train also holds every sub-phrase of its parse trees; validation holds sentences
+
+
+def load_sst2_train_sample(data_dir: Path, count: int, seed: int) -> tuple[list[str], list[int]]:
+    """`count` seeded SST-2 train rows of at least TRAIN_MIN_WORDS words: a development sample
+    for choosing among variants, so that nothing is chosen on the evaluation sets."""
+    path = data_dir / "sst2" / "train.tsv"
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+    rows = [r for r in rows if len(r["sentence"].split()) >= TRAIN_MIN_WORDS]
+    rows = random.Random(seed).sample(rows, min(count, len(rows)))
+    return [r["sentence"] for r in rows], [int(r["label"]) for r in rows]
+
+
 def load_imdb(data_dir: Path, count: int, seed: int) -> tuple[list[str], list[int]]:
     path = data_dir / "imdb-2k" / "test.csv"
     with path.open(encoding="utf-8", newline="") as handle:
@@ -48,8 +63,15 @@ def load_imdb(data_dir: Path, count: int, seed: int) -> tuple[list[str], list[in
     return [r["text"] for r in rows], [int(r["label"]) for r in rows]
 
 
-def method_kwargs(method: str, args: argparse.Namespace) -> dict:
-    return {"n_steps": args.ig_steps} if method == "integrated_gradients" else {}
+# Rows that run a method with non-default arguments, for comparing variants in the same run.
+VARIANTS = {"grad_rollout_chefer": ("grad_rollout", {"rule": "chefer"})}
+
+
+def method_function_and_kwargs(method: str, args: argparse.Namespace):
+    name, kwargs = VARIANTS.get(method, (method, {}))
+    if name == "integrated_gradients":
+        kwargs = {"n_steps": args.ig_steps}
+    return METHOD_FUNCTIONS[name], kwargs
 
 
 def explain_and_time(model, tokenizer, texts: list[str], methods: list[str], max_length: int, args) -> tuple[dict, dict]:
@@ -72,7 +94,8 @@ def explain_and_time(model, tokenizer, texts: list[str], methods: list[str], max
                 seconds["forward"] += time.perf_counter() - start
             for method in methods:
                 start = time.perf_counter()
-                logits, raw = METHOD_FUNCTIONS[method](model, batch, None, **method_kwargs(method, args))
+                function, kwargs = method_function_and_kwargs(method, args)
+                logits, raw = function(model, batch, None, **kwargs)
                 computed = time.perf_counter()
                 result = build_explanations(model, batch, chunk_texts, method, None, logits, raw)
                 seconds[method] += computed - start
@@ -132,9 +155,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="fine-tuned model folder (Hub layout)")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--datasets", nargs="+", choices=("sst2", "imdb"), default=["sst2", "imdb"])
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--datasets", nargs="+", choices=("sst2", "imdb", "sst2-train"), default=["sst2", "imdb"],
+                        help="sst2-train: the development sample (see --sst2-train-sample), for choosing variants")
+    parser.add_argument("--methods", nargs="+", choices=(*METHODS, *VARIANTS), default=list(METHODS),
+                        help="grad_rollout_chefer: grad_rollout with Chefer et al.'s rule, for comparison")
     parser.add_argument("--sst2-limit", type=int, default=None, help="first N validation sentences (default: all 872)")
+    parser.add_argument("--sst2-train-sample", type=int, default=300,
+                        help=f"SST-2 train sentences of >= {TRAIN_MIN_WORDS} words in the development sample")
+    parser.add_argument("--sst2-train-seed", type=int, default=0)
     parser.add_argument("--imdb-count", type=int, default=200)
     parser.add_argument("--imdb-seed", type=int, default=0)
     parser.add_argument("--imdb-max-length", type=int, default=256,
@@ -165,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
         texts, labels = load_sst2(args.data_dir, args.sst2_limit)
         results["datasets"]["SST-2 validation"] = run_dataset(
             "SST-2 validation", model, tokenizer, texts, labels, resolve_max_length(model, None), args
+        )
+    if "sst2-train" in args.datasets:
+        texts, labels = load_sst2_train_sample(args.data_dir, args.sst2_train_sample, args.sst2_train_seed)
+        results["datasets"][f"SST-2 train sample ({len(texts)}, seed {args.sst2_train_seed})"] = run_dataset(
+            "SST-2 train sample", model, tokenizer, texts, labels, resolve_max_length(model, None), args
         )
     if "imdb" in args.datasets:
         texts, labels = load_imdb(args.data_dir, args.imdb_count, args.imdb_seed)

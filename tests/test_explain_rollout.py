@@ -1,8 +1,9 @@
 """The streaming implementations equal the textbook ones computed from every stored map.
 
 `attention_rollout` multiplies layer by layer inside the attention hook; `gradient_weighted_rollout`
-accumulates a [CLS] row during the backward pass. Both are compared with the direct formulas
-over `output_attentions` maps (and, for gradients, a plain full backward), on a padded batch.
+accumulates its per-token relevance (both rules) during the backward pass. Both are compared with
+the direct formulas over `output_attentions` maps (and, for gradients, a plain full backward), on a
+padded batch.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attnlens import BertConfig, BertForSequenceClassification
+from attnlens import BertConfig, BertForSequenceClassification, InputError
 from attnlens.explain.grad_rollout import gradient_weighted_rollout
 from attnlens.explain.inputs import encode_texts
 from attnlens.explain.rollout import attention_rollout, rollout_from_attentions
@@ -44,7 +45,7 @@ def test_rollout_layer_by_layer_equals_rollout_from_all_maps(model, batch):
         assert torch.all(streamed[i, length:] == 0)
 
 
-def reference_grad_rollout(model, batch, targets):
+def reference_chefer(model, batch, targets):
     """Chefer et al.'s update R <- R + mean_h((dy/dA * A)^+) R in layer order, from stored maps."""
     out = model(**batch.model_inputs(), output_attentions=True)
     for attention in out.attentions:
@@ -59,14 +60,60 @@ def reference_grad_rollout(model, batch, targets):
     return out.logits.detach(), relevance[:, 0, :]
 
 
+def reference_deletion(model, batch, targets):
+    """Σ over layers, heads and rows i != j of dy/ds_ij (s: pre-softmax scores), y the log-odds.
+
+    Written with the full softmax Jacobian diag(a) - a aᵀ of every row, from stored maps and a
+    plain backward, independently of the streamed shortcut.
+    """
+    out = model(**batch.model_inputs(), output_attentions=True)
+    for attention in out.attentions:
+        attention.retain_grad()
+    probs = out.logits.softmax(dim=-1).gather(1, targets[:, None]).squeeze(1)
+    (probs.log() - (1 - probs).log()).sum().backward()
+    seq = batch.input_ids.shape[1]
+    relevance = torch.zeros(len(batch), seq)
+    for attention in out.attentions:
+        a = attention.detach()
+        jacobian = torch.diag_embed(a) - a.unsqueeze(-1) * a.unsqueeze(-2)  # (batch, heads, q, k, k)
+        score_grad = (jacobian @ attention.grad.unsqueeze(-1)).squeeze(-1)  # (batch, heads, q, k)
+        relevance += (score_grad * (1 - torch.eye(seq))).sum(dim=(1, 2))
+    model.zero_grad(set_to_none=True)
+    return out.logits.detach(), relevance
+
+
 @pytest.mark.parametrize("target", [None, 0, 1])
 def test_one_pass_grad_rollout_equals_reference(model, batch, target):
     logits, streamed = gradient_weighted_rollout(model, batch, target)
     targets = logits.argmax(-1) if target is None else torch.full((len(batch),), target)
-    ref_logits, reference = reference_grad_rollout(model, batch, targets)
+    ref_logits, reference = reference_deletion(model, batch, targets)
+    torch.testing.assert_close(logits, ref_logits)
+    torch.testing.assert_close(streamed, reference, rtol=1e-4, atol=1e-6)
+    assert (streamed[:, 1:].abs() > 1e-6).any()  # not trivially zero
+    for i, length in enumerate(batch.lengths):
+        assert torch.all(streamed[i, length:] == 0)  # nobody reads padding, so deleting it changes nothing
+
+
+@pytest.mark.parametrize("target", [None, 0, 1])
+def test_one_pass_chefer_rule_equals_reference(model, batch, target):
+    logits, streamed = gradient_weighted_rollout(model, batch, target, rule="chefer")
+    targets = logits.argmax(-1) if target is None else torch.full((len(batch),), target)
+    ref_logits, reference = reference_chefer(model, batch, targets)
     torch.testing.assert_close(logits, ref_logits)
     torch.testing.assert_close(streamed, reference, rtol=1e-4, atol=1e-7)
     assert (streamed[:, 1:] > 0).any()  # not trivially the identity
+
+
+def test_grad_rollout_of_two_classes_are_opposite(model, batch):
+    """The log-odds of class 0 are minus those of class 1, so the evidence for one is against the other."""
+    _, for_negative = gradient_weighted_rollout(model, batch, 0)
+    _, for_positive = gradient_weighted_rollout(model, batch, 1)
+    torch.testing.assert_close(for_negative, -for_positive)
+
+
+def test_grad_rollout_rejects_an_unknown_rule(model, batch):
+    with pytest.raises(InputError, match="rule='cls' is not a grad_rollout rule; choose one of deletion, chefer"):
+        gradient_weighted_rollout(model, batch, rule="cls")
 
 
 def test_grad_rollout_works_under_inference_mode_and_with_frozen_weights(model, batch):

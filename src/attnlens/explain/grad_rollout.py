@@ -1,42 +1,100 @@
-"""Gradient-weighted attention rollout (Chefer, Gur & Wolf, 2021, "Generic Attention-model
-Explainability for Interpreting Bi-Modal and Encoder-Decoder Transformers").
+"""Gradient-weighted attention (`grad_rollout`): how much the target's log-odds would fall if a
+token were deleted, estimated to first order through every attention edge, from one forward
+and one backward pass.
 
-Per layer, the attention map is weighted by the gradient of the target logit with respect to
-it and only the positive part is kept, averaged over heads: `Ā = mean_h (∇A ⊙ A)⁺`. Relevance
-is propagated as `R ← R + Ā R` from the first layer up, and the [CLS] row of `R` scores the
-tokens.
+It starts from Chefer, Gur & Wolf (2021, "Generic Attention-model Explainability"): weigh each
+attention probability by its gradient, `∇A ⊙ A` (per layer, head, query i, key j). Two things
+change, both measured on SST-2 *train* sentences (docs/benchmarks.md#explanations):
 
-Cost: one forward and one backward. Only the [CLS] row is ever needed, so instead of the full
-`R` a row vector `r = e_cls (I + Ā_L) … (I + Ā_1)` is accumulated during the backward pass, where
-the gradients arrive last layer first — exactly the order of that product. The backward is
-asked only for the gradient of the first layer's attention, so autograd skips every weight
-gradient and stops one layer above the embeddings.
+- What the weights are summed into. A word is deleted by removing its key column from every
+  attention row of every layer (the model's own padding mask does exactly that), so the
+  quantity to estimate is the gradient of the objective with respect to a gate on key j's
+  weight in all rows: `Σ_layers Σ_heads Σ_(i≠j) ∂y/∂s_ij` with `s` the pre-softmax scores and
+  `∂y/∂s_ij = A_ij (∂y/∂A_ij − Σ_k A_ik ∂y/∂A_ik)`, i.e. Chefer's `∇A ⊙ A` centred by the
+  softmax's own Jacobian. Every query row counts (a word matters by what every token reads
+  from it, not only [CLS]), signs are kept until the end (heads and rows that read a word as
+  evidence against the target cancel those that read it as evidence for), and j's own row is
+  left out (once j is deleted nobody reads its state). Chefer's rule `R ← R + Ā R` with
+  `Ā = mean_h (∇A ⊙ A)⁺` instead rolls the [CLS] row out through products of gradient-weighted
+  maps; a product of two such maps is in units of y², so its higher-order terms are negligible
+  next to the first-order ones on a fine-tuned model (keeping only the first order changed
+  nothing measurable), and it sees only [CLS]'s row of each layer directly.
+  The same per-key gate, applied by forward passes instead of a gradient, is AtMan (Deb et al.,
+  2023); this is its one-backward, first-order form. Chefer's rule stays available as
+  `rule="chefer"` for comparison.
+- The objective: the target's log-odds `log p_t − log(1 − p_t)` = `logit_t − logsumexp_(k≠t)
+  logit_k`, not its raw logit. Deleting words is scored by the fall of `p_t`, which the log-odds
+  track monotonically; a raw-logit gradient also credits evidence that raises every logit. For
+  two classes it is the logit margin, and the scores for one class are the negation of those
+  for the other. Unlike `log p_t` its gradient does not vanish when `p_t` rounds to 1.
+
+Cost: one forward and one backward. The backward is asked only for the gradient of the first
+layer's attention, so autograd skips every weight gradient and stops one layer above the
+embeddings; each layer's contribution is summed as its gradient arrives, so no attention map
+outlives its own layer's gradient.
 """
 
 from __future__ import annotations
 
 import torch
 
+from attnlens.errors import InputError
 from attnlens.explain.inputs import EncodedBatch
 from attnlens.explain.targets import resolve_targets
 
+RULES = ("deletion", "chefer")
+
+
+def target_log_odds(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log(p_t / (1 - p_t)) per example, computed from logits so it never saturates.
+
+    A one-output model has no other class to weigh against; its logit is the objective then.
+    """
+    if logits.shape[-1] == 1:
+        return logits[:, 0]
+    is_target = torch.nn.functional.one_hot(targets, logits.shape[-1]).bool()
+    others = logits.masked_fill(is_target, float("-inf")).logsumexp(dim=-1)
+    return logits.gather(1, targets.unsqueeze(1)).squeeze(1) - others  # (batch,)
+
+
+def deletion_relevance(probs: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """Per key: Σ_heads Σ_(queries i ≠ key) ∂y/∂s_ij, one layer's first-order deletion effect (batch, seq)."""
+    weighted = grad * probs  # (batch, heads, q, k): Chefer's ∇A ⊙ A
+    score_grad = weighted - probs * weighted.sum(dim=-1, keepdim=True)  # ∂y/∂s, softmax Jacobian
+    own_row = score_grad.diagonal(dim1=-2, dim2=-1).sum(dim=1)  # (batch, seq): edge j <- j
+    return (score_grad.sum(dim=(1, 2)) - own_row).float()
+
 
 def gradient_weighted_rollout(
-    model, batch: EncodedBatch, target: int | list[int] | torch.Tensor | None = None
+    model, batch: EncodedBatch, target: int | list[int] | torch.Tensor | None = None, rule: str = "deletion"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return (logits, relevance of each token for the target class (batch, seq))."""
+    """Return (logits, relevance of each token for the target class (batch, seq)).
+
+    `rule="deletion"` (default): the first-order effect of deleting each token on the target's
+    log-odds, through every attention edge (see the module docstring); signed. `rule="chefer"`:
+    Chefer et al.'s [CLS] row of `Π (I + mean_h (∇A ⊙ A)⁺)` with ∇ of the target logit, as published.
+    """
+    if rule not in RULES:
+        raise InputError(f"rule={rule!r} is not a grad_rollout rule; choose one of {', '.join(RULES)}")
     probs_by_layer: dict[int, torch.Tensor] = {}
     state: dict[str, torch.Tensor] = {}
 
-    def weigh_and_accumulate(layer_index: int, grad: torch.Tensor) -> None:
+    def accumulate_deletion(layer_index: int, grad: torch.Tensor) -> None:
         probs = probs_by_layer.pop(layer_index)  # drop our reference as soon as it is used
+        state["row"] = state["row"] + deletion_relevance(probs.detach(), grad)
+
+    def accumulate_chefer(layer_index: int, grad: torch.Tensor) -> None:
+        # Gradients arrive last layer first: exactly the order of e_cls (I + Ā_L) … (I + Ā_1).
+        probs = probs_by_layer.pop(layer_index)
         weighted = (grad * probs).clamp(min=0).mean(dim=1).float()  # (batch, seq, seq)
         row = state["row"]  # (batch, seq)
         state["row"] = row + torch.bmm(row.unsqueeze(1), weighted).squeeze(1)
 
+    accumulate = accumulate_deletion if rule == "deletion" else accumulate_chefer
+
     def capture(layer_index: int, probs: torch.Tensor) -> None:
         probs_by_layer[layer_index] = probs
-        probs.register_hook(lambda grad: weigh_and_accumulate(layer_index, grad))
+        probs.register_hook(lambda grad: accumulate(layer_index, grad))
 
     def require_grad(module, inputs, output: torch.Tensor) -> torch.Tensor:
         # A model whose weights were frozen (a common serving habit) would give attention maps
@@ -51,9 +109,13 @@ def gradient_weighted_rollout(
             targets = resolve_targets(logits.detach(), target)
             seq = batch.input_ids.shape[1]
             state["row"] = torch.zeros(len(batch), seq, dtype=torch.float32, device=logits.device)
-            state["row"][:, 0] = 1.0  # e_cls
+            if rule == "chefer":
+                state["row"][:, 0] = 1.0  # e_cls
+                objective = logits.gather(1, targets.unsqueeze(1)).sum()
+            else:
+                objective = target_log_odds(logits, targets).sum()
+            # Examples are independent in eval mode, so one backward of the sum serves the batch.
             first_layer = min(probs_by_layer)
-            objective = logits.gather(1, targets.unsqueeze(1)).sum()  # examples are independent in eval mode
             torch.autograd.grad(objective, inputs=[probs_by_layer[first_layer]])
     finally:
         handle.remove()
