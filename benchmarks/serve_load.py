@@ -63,16 +63,18 @@ def load_texts() -> dict[str, list[str]]:
 class OfflineReference:
     """The library itself in this process: the ceiling the service is measured against."""
 
-    def __init__(self, model_dir: str, batch_size: int, threads: int) -> None:
+    def __init__(self, model_dir: str, batch_size: int, threads: int, quantize: str = "none") -> None:
         import torch
 
         from attnlens import BertForSequenceClassification, load_tokenizer
         from attnlens.predict import Predictor
+        from attnlens.quantize import apply_quantization
 
         torch.set_num_threads(threads)
         self.model = BertForSequenceClassification.from_pretrained(model_dir).eval()
         self.tokenizer = load_tokenizer(model_dir)
-        self.predictor = Predictor(self.model, self.tokenizer, batch_size=batch_size)
+        # Like the service: predictions from the (optionally int8) model, explanations float32.
+        self.predictor = Predictor(apply_quantization(self.model, quantize), self.tokenizer, batch_size=batch_size)
         self.batch_size = batch_size
         self.position = 0
 
@@ -98,8 +100,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(model_dir: str, port: int, threads: int, batch_size: int, log_path: Path) -> subprocess.Popen:
-    env = {**os.environ, "ATTNLENS_MODEL": model_dir, "ATTNLENS_THREADS": str(threads),
+def start_server(model_dir: str, port: int, threads: int, batch_size: int, log_path: Path,
+                 quantize: str = "none") -> subprocess.Popen:
+    env = {**os.environ, "ATTNLENS_MODEL": model_dir, "ATTNLENS_THREADS": str(threads), "ATTNLENS_QUANTIZE": quantize,
            "ATTNLENS_BATCH_SIZE": str(batch_size), "ATTNLENS_MAX_CONCURRENCY": "1000", "ATTNLENS_TIMEOUT": "300",
            "BENTOML_DO_NOT_TRACK": "true", "TOKENIZERS_PARALLELISM": "false"}
     bentoml = str(Path(sys.executable).with_name("bentoml"))
@@ -176,6 +179,8 @@ def main() -> int:
     parser.add_argument("--texts-per-request", type=int, default=1)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads, both sides")
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--quantize", choices=("none", "int8"), default="none",
+                        help="ATTNLENS_QUANTIZE of the server and the same for the offline predictions")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     workloads = [w for w in args.workloads.split(",") if w]
@@ -183,16 +188,17 @@ def main() -> int:
     texts = load_texts()
     print(f"model: {model_dir}\nmachine: {platform.machine()}, {os.cpu_count()} cores, load average "
           f"{os.getloadavg()[0]:.1f}; {args.clients} clients x {args.texts_per_request} texts per request; {args.duration:.0f} s per workload and side in "
-          f"{args.rounds} rounds; batch size {args.batch_size}; {args.threads} torch threads", flush=True)
+          f"{args.rounds} rounds; batch size {args.batch_size}; {args.threads} torch threads; quantize "
+          f"{args.quantize}", flush=True)
 
     # The server starts first and idles while the library is timed: offline and served slices
     # alternate, so both see the same background load on a shared machine.
     port = free_port()
     log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"attnlens-serve-load-{port}.log"
-    process = start_server(model_dir, port, args.threads, args.batch_size, log_path)
+    process = start_server(model_dir, port, args.threads, args.batch_size, log_path, args.quantize)
     results = {}
     try:
-        offline = OfflineReference(model_dir, args.batch_size, args.threads)
+        offline = OfflineReference(model_dir, args.batch_size, args.threads, args.quantize)
         offline.run(texts["short"], 1.0, explain=False)  # warm-up, not reported
         url = f"http://127.0.0.1:{port}"
         asyncio.run(closed_loop(url, texts["short"], args.clients, 3.0, False))  # warm-up, not reported
@@ -223,6 +229,7 @@ def main() -> int:
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     if args.json:
         args.json.write_text(json.dumps({"model": model_dir, "clients": args.clients, "duration": args.duration,
+                                         "quantize": args.quantize, "threads": args.threads,
                                          "texts_per_request": args.texts_per_request,
                                          "results": results}, indent=2, default=str))
     return 0
