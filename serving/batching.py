@@ -3,9 +3,15 @@
 BentoML's `batchable=True` merges the single list argument of concurrent calls, but an API with
 per-request options (`long_text`, `explain`) cannot be batchable, and BentoML keeps computing a
 request its timeout middleware already answered with 504. This batcher does the same merging
-(wait at most `max_latency_ms` for company, up to `max_batch_size` texts, the model then sorts
-them by length) and drops texts whose request was cancelled before their slice runs, so a timed
-out request stops using the model after the slice in progress.
+and drops texts whose request was cancelled before their slice runs, so a timed out request
+stops using the model after the slice in progress.
+
+When to wait: a batch always takes every request already queued (up to `max_batch_size` texts;
+the model then sorts them by length). It waits up to `max_latency_ms` for more only while
+traffic is continuous, i.e. when requests arrived while the previous batch was running. A lone
+client, or closed-loop clients that all wait for the batch in progress, would only lose that
+time: nobody else is coming, so their batch runs at once (one short sentence is not delayed by
+the window), while under open traffic the window fills batches.
 """
 
 from __future__ import annotations
@@ -60,12 +66,15 @@ class MicroBatcher:
         self._worker: asyncio.Task[None] | None = None
         self.on_batch = on_batch  # called with the number of texts of every model call (metrics)
         self.batches_run = 0
+        self._submitted = 0  # requests ever submitted
+        self._arrived_while_busy = 0  # requests submitted while the last group was running
 
     async def submit(self, texts: Sequence[str], mode: str) -> list[Any]:
         """Results for `texts`, in order, once the batch holding them has run."""
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._work())
         request = _Request(list(texts), mode, asyncio.get_running_loop().create_future())
+        self._submitted += 1
         await self._queue.put(request)
         return await request.future
 
@@ -76,10 +85,12 @@ class MicroBatcher:
                 await self._worker
 
     async def _collect(self) -> list[_Request]:
-        """The next group: the first waiting request plus whatever arrives within the latency budget."""
+        """The next group: the first waiting request, everything queued behind it, and, while
+        traffic is continuous, whatever arrives within the latency budget."""
         group = [await self._queue.get()]
         count = len(group[0].texts)
-        deadline = time.monotonic() + self.max_latency
+        window = self.max_latency if self._arrived_while_busy else 0.0
+        deadline = time.monotonic() + window
         while count < self.max_batch_size:
             remaining = deadline - time.monotonic()
             try:
@@ -95,12 +106,14 @@ class MicroBatcher:
     async def _work(self) -> None:
         while True:
             group = await self._collect()
+            submitted_before = self._submitted
             try:
                 await self._run_group(group)
             except Exception as error:  # a failed batch fails its requests, not the worker
                 for request in group:
                     if not request.abandoned:
                         request.future.set_exception(error)
+            self._arrived_while_busy = self._submitted - submitted_before
 
     async def _run_group(self, group: list[_Request]) -> None:
         for mode in dict.fromkeys(request.mode for request in group):

@@ -1,0 +1,96 @@
+"""The service's adaptive batcher (serving/batching.py) on its own, with a real event loop and a
+recording batch function: merging, not waiting when nobody else is coming, using the window under
+continuous traffic, and dropping the texts of abandoned requests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from serving.batching import MicroBatcher
+
+
+class Recorder:
+    """A batch function that records every call and takes `seconds` per call (in a worker thread)."""
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.seconds = seconds
+        self.calls: list[list[str]] = []
+
+    def __call__(self, texts, mode, should_stop):
+        self.calls.append(list(texts))
+        time.sleep(self.seconds)
+        return [f"{mode}:{text}" for text in texts]
+
+
+def test_concurrent_requests_share_one_model_call_and_get_their_own_results_in_order():
+    recorder = Recorder()
+    batcher = MicroBatcher(recorder, max_batch_size=32, max_latency_ms=10)
+
+    async def scenario():
+        return await asyncio.gather(*(batcher.submit([f"a{i}", f"b{i}"], "truncate") for i in range(10)))
+
+    results = asyncio.run(scenario())
+    assert results == [[f"truncate:a{i}", f"truncate:b{i}"] for i in range(10)]
+    assert len(recorder.calls) == 1 and len(recorder.calls[0]) == 20
+
+
+def test_batches_are_capped_at_max_batch_size():
+    recorder = Recorder()
+    batcher = MicroBatcher(recorder, max_batch_size=4, max_latency_ms=10)
+
+    async def scenario():
+        return await asyncio.gather(*(batcher.submit([str(i)], "chunk") for i in range(10)))
+
+    assert asyncio.run(scenario()) == [[f"chunk:{i}"] for i in range(10)]
+    assert [len(call) for call in recorder.calls] == [4, 4, 2]
+
+
+def test_a_lone_request_does_not_wait_for_the_batching_window():
+    batcher = MicroBatcher(Recorder(), max_batch_size=32, max_latency_ms=2_000)
+
+    async def scenario():
+        latencies = []
+        for i in range(3):  # one client: each request only after the previous answer
+            started = time.perf_counter()
+            await batcher.submit([f"text {i}"], "truncate")
+            latencies.append(time.perf_counter() - started)
+        return latencies
+
+    assert max(asyncio.run(scenario())) < 0.5, "a lone request sat in the 2 s window"
+
+
+def test_under_continuous_traffic_the_window_gathers_requests():
+    """Requests every 10 ms, each model call 30 ms: after the first call, requests keep arriving
+    while the model is busy, so batches wait (100 ms window) and grow well beyond what was queued."""
+    recorder = Recorder(seconds=0.03)
+    batcher = MicroBatcher(recorder, max_batch_size=64, max_latency_ms=100)
+
+    async def scenario():
+        tasks = []
+        for i in range(30):
+            tasks.append(asyncio.create_task(batcher.submit([str(i)], "truncate")))
+            await asyncio.sleep(0.01)
+        return await asyncio.gather(*tasks)
+
+    assert asyncio.run(scenario()) == [[f"truncate:{i}"] for i in range(30)]
+    sizes = [len(call) for call in recorder.calls]
+    assert sum(sizes) == 30
+    assert len(sizes) <= 5 and max(sizes) >= 8, sizes  # greedy batching alone would make ~10 calls of ~3
+
+
+def test_texts_of_an_abandoned_request_are_not_computed():
+    recorder = Recorder(seconds=0.2)
+    batcher = MicroBatcher(recorder, max_batch_size=1, max_latency_ms=0)
+
+    async def scenario():
+        first = asyncio.create_task(batcher.submit(["first"], "truncate"))
+        await asyncio.sleep(0.05)  # "first" is running now
+        abandoned = asyncio.create_task(batcher.submit(["abandoned"], "truncate"))
+        kept = asyncio.create_task(batcher.submit(["kept"], "truncate"))
+        await asyncio.sleep(0.01)
+        abandoned.cancel()  # what BentoML's timeout does to a request
+        return await first, await kept
+
+    assert asyncio.run(scenario()) == (["truncate:first"], ["truncate:kept"])
+    assert ["abandoned"] not in recorder.calls
