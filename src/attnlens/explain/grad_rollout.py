@@ -7,7 +7,8 @@ attention probability by its gradient, `∇A ⊙ A` (per layer, head, query i, k
 change, both measured on SST-2 *train* sentences (docs/benchmarks.md#explanations):
 
 - What the weights are summed into. A word is deleted by removing its key column from every
-  attention row of every layer (the model's own padding mask does exactly that), so the
+  attention row of every layer (the model's own padding mask does exactly that; only the shift
+  of later tokens' positions is not modelled, which measured no better when added), so the
   quantity to estimate is the gradient of the objective with respect to a gate on key j's
   weight in all rows: `Σ_layers Σ_heads Σ_(i≠j) ∂y/∂s_ij` with `s` the pre-softmax scores and
   `∂y/∂s_ij = A_ij (∂y/∂A_ij − Σ_k A_ik ∂y/∂A_ik)`, i.e. Chefer's `∇A ⊙ A` centred by the
@@ -19,14 +20,17 @@ change, both measured on SST-2 *train* sentences (docs/benchmarks.md#explanation
   maps; a product of two such maps is in units of y², so its higher-order terms are negligible
   next to the first-order ones on a fine-tuned model (keeping only the first order changed
   nothing measurable), and it sees only [CLS]'s row of each layer directly.
-  The same per-key gate, applied by forward passes instead of a gradient, is AtMan (Deb et al.,
-  2023); this is its one-backward, first-order form. Chefer's rule stays available as
-  `rule="chefer"` for comparison.
+  AtMan (Deb et al., 2023) suppresses a token the same way, by manipulating its attention
+  scores in every layer, with one forward pass per token; this is a first-order relative that
+  needs one backward for all tokens. Being first order, it can miss a word that attention is
+  saturated on (docs/explanations.md), where Chefer's rule holds up better; that rule stays
+  available as `rule="chefer"`.
 - The objective: the target's log-odds `log p_t − log(1 − p_t)` = `logit_t − logsumexp_(k≠t)
   logit_k`, not its raw logit. Deleting words is scored by the fall of `p_t`, which the log-odds
   track monotonically; a raw-logit gradient also credits evidence that raises every logit. For
   two classes it is the logit margin, and the scores for one class are the negation of those
-  for the other. Unlike `log p_t` its gradient does not vanish when `p_t` rounds to 1.
+  for the other. For two classes the gradient of `log p_t` is this one times `1 − p_t`, which
+  loses all precision once `p_t` rounds to 1 in float32; the log-odds keep it.
 
 Cost: one forward and one backward. The backward is asked only for the gradient of the first
 layer's attention, so autograd skips every weight gradient and stops one layer above the
