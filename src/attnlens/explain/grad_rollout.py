@@ -8,7 +8,7 @@ change, both measured on SST-2 *train* sentences (docs/benchmarks.md#explanation
 
 - What the weights are summed into. A word is deleted by removing its key column from every
   attention row of every layer (the model's own padding mask does exactly that; only the shift
-  of later tokens' positions is not modelled, which measured no better when added), so the
+  of later tokens' positions is not modelled: adding it measured worse), so the
   quantity to estimate is the gradient of the objective with respect to a gate on key j's
   weight in all rows: `Σ_layers Σ_heads Σ_(i≠j) ∂y/∂s_ij` with `s` the pre-softmax scores and
   `∂y/∂s_ij = A_ij (∂y/∂A_ij − Σ_k A_ik ∂y/∂A_ik)`, i.e. Chefer's `∇A ⊙ A` centred by the
