@@ -60,7 +60,7 @@ def main() -> None:
         "forward_with_hook": forward_with_hook,
         "rollout": lambda b: attention_rollout(model, b),
         "grad_rollout": lambda b: gradient_weighted_rollout(model, b),
-        "grad_rollout_chefer": lambda b: gradient_weighted_rollout(model, b, rule="chefer"),
+        "grad_rollout_deletion": lambda b: gradient_weighted_rollout(model, b, rule="deletion"),
     }
     for run in runs.values():
         run(batches[0])  # warm-up

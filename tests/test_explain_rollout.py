@@ -83,8 +83,8 @@ def reference_deletion(model, batch, targets):
 
 
 @pytest.mark.parametrize("target", [None, 0, 1])
-def test_one_pass_grad_rollout_equals_reference(model, batch, target):
-    logits, streamed = gradient_weighted_rollout(model, batch, target)
+def test_one_pass_deletion_rule_equals_reference(model, batch, target):
+    logits, streamed = gradient_weighted_rollout(model, batch, target, rule="deletion")
     targets = logits.argmax(-1) if target is None else torch.full((len(batch),), target)
     ref_logits, reference = reference_deletion(model, batch, targets)
     torch.testing.assert_close(logits, ref_logits)
@@ -95,8 +95,8 @@ def test_one_pass_grad_rollout_equals_reference(model, batch, target):
 
 
 @pytest.mark.parametrize("target", [None, 0, 1])
-def test_one_pass_chefer_rule_equals_reference(model, batch, target):
-    logits, streamed = gradient_weighted_rollout(model, batch, target, rule="chefer")
+def test_one_pass_chefer_rule_the_default_equals_reference(model, batch, target):
+    logits, streamed = gradient_weighted_rollout(model, batch, target)
     targets = logits.argmax(-1) if target is None else torch.full((len(batch),), target)
     ref_logits, reference = reference_chefer(model, batch, targets)
     torch.testing.assert_close(logits, ref_logits)
@@ -104,15 +104,15 @@ def test_one_pass_chefer_rule_equals_reference(model, batch, target):
     assert (streamed[:, 1:] > 0).any()  # not trivially the identity
 
 
-def test_grad_rollout_of_two_classes_are_opposite(model, batch):
+def test_deletion_rule_of_two_classes_are_opposite(model, batch):
     """The log-odds of class 0 are minus those of class 1, so the evidence for one is against the other."""
-    _, for_negative = gradient_weighted_rollout(model, batch, 0)
-    _, for_positive = gradient_weighted_rollout(model, batch, 1)
+    _, for_negative = gradient_weighted_rollout(model, batch, 0, rule="deletion")
+    _, for_positive = gradient_weighted_rollout(model, batch, 1, rule="deletion")
     torch.testing.assert_close(for_negative, -for_positive)
 
 
 def test_grad_rollout_rejects_an_unknown_rule(model, batch):
-    with pytest.raises(InputError, match="rule='cls' is not a grad_rollout rule; choose one of deletion, chefer"):
+    with pytest.raises(InputError, match="rule='cls' is not a grad_rollout rule; choose one of chefer, deletion"):
         gradient_weighted_rollout(model, batch, rule="cls")
 
 

@@ -7,8 +7,8 @@ exp.label, exp.probabilities, exp.words   # words with char offsets and scores s
 ```
 
 Methods (see docs/explanations.md): `attention` (last layer's [CLS] row), `rollout`
-(Abnar & Zuidema), `grad_rollout` (gradient-weighted attention after Chefer et al.: the
-first-order effect of deleting each token), `integrated_gradients` (Captum) and
+(Abnar & Zuidema), `grad_rollout` (Chefer et al.'s gradient-weighted rollout; opt-in
+`rule="deletion"`: the first-order effect of deleting each token), `integrated_gradients` (Captum) and
 `occlusion` (leave one word out).
 """
 
