@@ -175,7 +175,10 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per workload, each side")
     parser.add_argument("--rounds", type=int, default=4, help="alternating offline/served slices per workload")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32, help="offline batches, and the server's unless set below")
+    parser.add_argument("--server-batch-size", type=int, default=None,
+                        help="ATTNLENS_BATCH_SIZE of the server (default: --batch-size); below the number of "
+                             "clients, the next batch queues while one runs, so the model never waits for clients")
     parser.add_argument("--texts-per-request", type=int, default=1)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads, both sides")
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
@@ -188,14 +191,16 @@ def main() -> int:
     texts = load_texts()
     print(f"model: {model_dir}\nmachine: {platform.machine()}, {os.cpu_count()} cores, load average "
           f"{os.getloadavg()[0]:.1f}; {args.clients} clients x {args.texts_per_request} texts per request; {args.duration:.0f} s per workload and side in "
-          f"{args.rounds} rounds; batch size {args.batch_size}; {args.threads} torch threads; quantize "
+          f"{args.rounds} rounds; batch size {args.batch_size} offline, {args.server_batch_size or args.batch_size} served; "
+          f"{args.threads} torch threads; access log {os.environ.get('ATTNLENS_ACCESS_LOG') or 'on'}; quantize "
           f"{args.quantize}", flush=True)
 
     # The server starts first and idles while the library is timed: offline and served slices
     # alternate, so both see the same background load on a shared machine.
     port = free_port()
     log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"attnlens-serve-load-{port}.log"
-    process = start_server(model_dir, port, args.threads, args.batch_size, log_path, args.quantize)
+    server_batch_size = args.server_batch_size or args.batch_size
+    process = start_server(model_dir, port, args.threads, server_batch_size, log_path, args.quantize)
     results = {}
     try:
         offline = OfflineReference(model_dir, args.batch_size, args.threads, args.quantize)
@@ -230,6 +235,8 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps({"model": model_dir, "clients": args.clients, "duration": args.duration,
                                          "quantize": args.quantize, "threads": args.threads,
+                                         "batch_size": args.batch_size, "server_batch_size": server_batch_size,
+                                         "access_log": os.environ.get("ATTNLENS_ACCESS_LOG") or "on",
                                          "texts_per_request": args.texts_per_request,
                                          "results": results}, indent=2, default=str))
     return 0

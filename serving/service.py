@@ -6,7 +6,7 @@ Configuration is by environment variable (docs/serving.md has the full table): A
 (folder, Hub repo id[@revision] or model-store tag; default the store's `attnlens-sentiment`),
 ATTNLENS_API_KEY, ATTNLENS_WORKERS, ATTNLENS_THREADS, ATTNLENS_MAX_CONCURRENCY, ATTNLENS_TIMEOUT,
 ATTNLENS_MAX_TEXTS, ATTNLENS_MAX_CHARS, ATTNLENS_BATCH_SIZE, ATTNLENS_MAX_LATENCY_MS,
-ATTNLENS_QUANTIZE, ATTNLENS_WARMUP_PASSES.
+ATTNLENS_QUANTIZE, ATTNLENS_WARMUP_PASSES, ATTNLENS_ACCESS_LOG.
 """
 
 from __future__ import annotations
@@ -57,6 +57,9 @@ MAX_LATENCY_MS = env_int("ATTNLENS_MAX_LATENCY_MS", 10, minimum=0)
 # "int8": predictions from the dynamically quantised model (attnlens.quantize); explanations keep
 # the float32 model, since gradient methods need a backward the int8 kernels do not have.
 QUANTIZE = os.environ.get("ATTNLENS_QUANTIZE", "") or "none"
+# One log line per request (BentoML's access log). "0" turns it off: at hundreds of short requests
+# per second its formatting and writing cost a measurable share of the CPU (docs/benchmarks.md).
+ACCESS_LOG = (os.environ.get("ATTNLENS_ACCESS_LOG", "") or "1").strip().lower() not in {"0", "false", "no", "off"}
 # Passes of the warm-up (a prediction and an explanation each) that run before /readyz says 200.
 WARMUP_PASSES = env_int("ATTNLENS_WARMUP_PASSES", 1)
 # Largest body a valid request can need: every text at the limit, every character escaped
@@ -88,6 +91,7 @@ def _importances(explanation, level: str) -> list[Importance]:
     traffic={"timeout": TIMEOUT, "max_concurrency": MAX_CONCURRENCY, "concurrency": MAX_CONCURRENCY},
     resources={"cpu": str(THREADS * WORKERS)},
     http={"port": 3000},
+    logging={"access": {"enabled": ACCESS_LOG}},
 )
 class AttnlensService:
     """Sentiment of English texts (BERT fine-tuned on SST-2) with word importances explaining it."""
