@@ -14,34 +14,13 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from planted_task import LABELS, PLANTED, planted_examples, train_planted_model
+from planted_task import PLANTED, planted_examples, train_planted_model
 
-from attnlens import DEFAULT_BASE_MODEL, BertConfig, BertForSequenceClassification, load_tokenizer
+from attnlens import DEFAULT_BASE_MODEL, load_tokenizer
 from attnlens.explain import explain_batch
 from attnlens.explain.grad_rollout import RULES
-
-
-def over_trained_model(tokenizer, seed: int, neutral_fraction: float = 0.3, steps: int = 150):
-    """The planted model trained a fixed 150 steps, long past solving the task."""
-    torch.manual_seed(seed)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, id2label=dict(LABELS))
-    model = BertForSequenceClassification(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    model.train()
-    for step in range(steps):
-        texts, targets = planted_examples(32, seed=seed * 100_000 + step, neutral_fraction=neutral_fraction)
-        encoded = tokenizer(texts, padding=True, return_tensors="pt")
-        logits = model(encoded["input_ids"], attention_mask=encoded["attention_mask"]).logits
-        y = torch.tensor(targets)
-        loss = F.cross_entropy(logits, torch.stack([1 - y, y], dim=1))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return model.eval()
 
 
 def planted_first(model, tokenizer, texts: list[str], rule: str) -> float:
@@ -54,7 +33,8 @@ def main() -> None:
     tokenizer = load_tokenizer(DEFAULT_BASE_MODEL)
     texts, _ = planted_examples(200, seed=999)
     models = {f"test recipe, seed {s}": (lambda s=s: train_planted_model(tokenizer, seed=s)) for s in range(4)}
-    models |= {f"30% neutral, 150 steps, seed {s}": (lambda s=s: over_trained_model(tokenizer, s)) for s in range(2)}
+    models |= {f"30% neutral, 150 steps, seed {s}": (lambda s=s: train_planted_model(
+        tokenizer, seed=s, max_steps=150, neutral_fraction=0.3, stop_below=None)) for s in range(2)}
     print("| model | " + " | ".join(RULES) + " |")
     print("|---|" + "---:|" * len(RULES))
     for name, build in models.items():

@@ -35,24 +35,26 @@ def planted_examples(n: int, seed: int, neutral_fraction: float = 0.0) -> tuple[
     return texts, targets
 
 
-def train_planted_model(tokenizer, seed: int = 1, max_steps: int = 400):
+def train_planted_model(tokenizer, seed: int = 1, max_steps: int = 400, neutral_fraction: float = 0.2,
+                        stop_below: float | None = 0.25):
     """A 2-layer, 2-head BERT (hidden 32, BERT's usual dropout 0.1) trained until it solves the task.
 
-    Training stops once the smoothed loss is near the floor the neutral texts impose
-    (0.2 * ln 2 ≈ 0.14 plus a margin), i.e. when the model is right and confident but before it
-    saturates; see docs/explanations.md for what over-training does to gradient x attention.
+    Training stops once the smoothed loss is below `stop_below`, near the floor the neutral texts
+    impose (0.2 * ln 2 ≈ 0.14 plus a margin), i.e. when the model is right and confident but before
+    it saturates; see docs/explanations.md for what over-training does to gradient x attention
+    (`stop_below=None` trains all `max_steps`: benchmarks/planted_saturation.py over-trains so).
     """
     threads = torch.get_num_threads()
     # One thread: tiny matrices gain nothing from more, and on a busy machine extra threads
     # spin against each other (measured 6x slower with 2 threads on 2 loaded cores).
     torch.set_num_threads(1)
     try:
-        return _train(tokenizer, seed, max_steps)
+        return _train(tokenizer, seed, max_steps, neutral_fraction, stop_below)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(tokenizer, seed: int, max_steps: int):
+def _train(tokenizer, seed: int, max_steps: int, neutral_fraction: float, stop_below: float | None):
     from attnlens import BertConfig, BertForSequenceClassification
 
     torch.manual_seed(seed)
@@ -63,7 +65,7 @@ def _train(tokenizer, seed: int, max_steps: int):
     model.train()
     smoothed = None
     for step in range(max_steps):
-        texts, targets = planted_examples(32, seed=seed * 100_000 + step, neutral_fraction=0.2)
+        texts, targets = planted_examples(32, seed=seed * 100_000 + step, neutral_fraction=neutral_fraction)
         encoded = tokenizer(texts, padding=True, return_tensors="pt")
         logits = model(encoded["input_ids"], attention_mask=encoded["attention_mask"]).logits
         y = torch.tensor(targets)
@@ -72,7 +74,7 @@ def _train(tokenizer, seed: int, max_steps: int):
         loss.backward()
         optimizer.step()
         smoothed = loss.item() if smoothed is None else 0.8 * smoothed + 0.2 * loss.item()
-        if smoothed < 0.25:
+        if stop_below is not None and smoothed < stop_below:
             break
     model.eval()
     model.trained_steps = step + 1
