@@ -124,33 +124,79 @@ def start_server(model_dir: str, port: int, threads: int, batch_size: int, log_p
 
 
 async def closed_loop(url: str, pool: list[str], clients: int, duration: float, explain: bool,
-                      start_at: int = 0, per_request: int = 1) -> dict:
-    """`clients` concurrent clients, `per_request` texts per request, each sending again once answered."""
+                      start_at: int = 0, per_request: int = 1, client_kind: str = "raw") -> dict:
+    """`clients` concurrent clients, `per_request` texts per request, each sending again once answered.
+
+    `client_kind="raw"`: one keep-alive HTTP/1.1 connection per client over asyncio streams, a
+    few µs of client CPU per request. The load generator runs on the same two cores as the
+    server, so a heavy client (`"httpx"`, ~10x the CPU per request) takes CPU from the server
+    it measures.
+    """
     latencies: list[float] = []
     texts_done = [0]
     errors: dict[str, int] = {}
     counter = iter(range(start_at, 10**9))
     stop_at = time.perf_counter() + duration
 
-    async def client(http: httpx.AsyncClient) -> None:
+    def count_error(key: str) -> None:
+        errors[key] = errors.get(key, 0) + 1
+
+    def record(status: int, body: bytes, started: float) -> None:
+        if status == 200:
+            latencies.append(time.perf_counter() - started)
+            texts_done[0] += len(json.loads(body))
+        else:
+            count_error(str(status))
+
+    async def httpx_client(http: httpx.AsyncClient) -> None:
         while time.perf_counter() < stop_at:
             batch = [pool[next(counter) % len(pool)] for _ in range(per_request)]
             started = time.perf_counter()
             try:
                 response = await http.post(f"{url}/predict", json={"texts": batch, "explain": explain})
-                if response.status_code == 200:
-                    latencies.append(time.perf_counter() - started)
-                    texts_done[0] += len(response.json())
-                else:
-                    errors[str(response.status_code)] = errors.get(str(response.status_code), 0) + 1
+                record(response.status_code, response.content, started)
             except httpx.HTTPError as error:
-                errors[type(error).__name__] = errors.get(type(error).__name__, 0) + 1
+                count_error(type(error).__name__)
 
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(timeout=300, limits=limits) as http:
-        started = time.perf_counter()
-        await asyncio.gather(*(client(http) for _ in range(clients)))
-        elapsed = time.perf_counter() - started
+    host, port = url.removeprefix("http://").split(":")
+
+    async def raw_client() -> None:
+        reader = writer = None
+        while time.perf_counter() < stop_at:
+            batch = [pool[next(counter) % len(pool)] for _ in range(per_request)]
+            body = json.dumps({"texts": batch, "explain": explain}).encode()
+            started = time.perf_counter()
+            try:
+                if writer is None:
+                    reader, writer = await asyncio.open_connection(host, int(port))
+                writer.write(b"POST /predict HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: %d\r\n\r\n%s" % (host.encode(), len(body), body))
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+                if "content-length" not in headers:  # e.g. chunked: not what this service sends
+                    raise ValueError(f"response without content-length: {lines[0]}")
+                payload = await reader.readexactly(int(headers["content-length"]))
+                record(int(lines[0].split()[1]), payload, started)
+                if headers.get("connection", "").lower() == "close":
+                    writer.close()
+                    reader = writer = None
+            except (OSError, asyncio.IncompleteReadError, ValueError) as error:
+                count_error(type(error).__name__)
+                if writer is not None:
+                    writer.close()
+                reader = writer = None
+        if writer is not None:
+            writer.close()
+
+    started = time.perf_counter()
+    if client_kind == "raw":
+        await asyncio.gather(*(raw_client() for _ in range(clients)))
+    else:
+        limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+        async with httpx.AsyncClient(timeout=300, limits=limits) as http:
+            await asyncio.gather(*(httpx_client(http) for _ in range(clients)))
+    elapsed = time.perf_counter() - started
     return {"latencies": latencies, "texts": texts_done[0], "errors": errors, "seconds": elapsed}
 
 
@@ -182,6 +228,8 @@ def main() -> int:
     parser.add_argument("--texts-per-request", type=int, default=1)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads, both sides")
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--client", choices=("raw", "httpx"), default="raw",
+                        help="load generator: raw asyncio HTTP/1.1 (light) or httpx (what earlier runs used)")
     parser.add_argument("--quantize", choices=("none", "int8"), default="none",
                         help="ATTNLENS_QUANTIZE of the server and the same for the offline predictions")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -192,7 +240,7 @@ def main() -> int:
     print(f"model: {model_dir}\nmachine: {platform.machine()}, {os.cpu_count()} cores, load average "
           f"{os.getloadavg()[0]:.1f}; {args.clients} clients x {args.texts_per_request} texts per request; {args.duration:.0f} s per workload and side in "
           f"{args.rounds} rounds; batch size {args.batch_size} offline, {args.server_batch_size or args.batch_size} served; "
-          f"{args.threads} torch threads; access log {os.environ.get('ATTNLENS_ACCESS_LOG') or 'on'}; quantize "
+          f"{args.threads} torch threads; {args.client} client; access log {os.environ.get('ATTNLENS_ACCESS_LOG') or 'on'}; quantize "
           f"{args.quantize}", flush=True)
 
     # The server starts first and idles while the library is timed: offline and served slices
@@ -206,7 +254,7 @@ def main() -> int:
         offline = OfflineReference(model_dir, args.batch_size, args.threads, args.quantize)
         offline.run(texts["short"], 1.0, explain=False)  # warm-up, not reported
         url = f"http://127.0.0.1:{port}"
-        asyncio.run(closed_loop(url, texts["short"], args.clients, 3.0, False))  # warm-up, not reported
+        asyncio.run(closed_loop(url, texts["short"], args.clients, 3.0, False, client_kind=args.client))  # warm-up
         for workload in workloads:
             explain = workload.endswith("+explain")
             slice_seconds = args.duration / args.rounds
@@ -216,7 +264,8 @@ def main() -> int:
                 offline_done, offline_seconds = offline_done + done, offline_seconds + seconds
                 served_slices.append(asyncio.run(closed_loop(url, texts[workload], args.clients, slice_seconds,
                                                              explain, start_at=round_index * 1000,
-                                                             per_request=args.texts_per_request)))
+                                                             per_request=args.texts_per_request,
+                                                             client_kind=args.client)))
             results[workload] = summarise(served_slices, offline_done, offline_seconds)
             print(f"{workload}: {results[workload]['throughput']:.1f} served vs "
                   f"{results[workload]['offline_throughput']:.1f} offline texts/s", flush=True)
@@ -236,6 +285,7 @@ def main() -> int:
         args.json.write_text(json.dumps({"model": model_dir, "clients": args.clients, "duration": args.duration,
                                          "quantize": args.quantize, "threads": args.threads,
                                          "batch_size": args.batch_size, "server_batch_size": server_batch_size,
+                                         "client": args.client,
                                          "access_log": os.environ.get("ATTNLENS_ACCESS_LOG") or "on",
                                          "texts_per_request": args.texts_per_request,
                                          "results": results}, indent=2, default=str))
