@@ -6,7 +6,8 @@
   same texts, in full batches of the server's batch size, in this process.
 - Served: `bentoml serve` on a free 127.0.0.1 port with the same model and a bounded closed loop:
   `--clients` concurrent clients, each sends `--texts-per-request` texts per request (1) and the next one as soon as
-  the answer arrives.
+  the answer arrives. The load generator is a light raw HTTP/1.1 client (`--client httpx` for
+  httpx): it runs on the same cores as the server, so its own CPU is taken from the server.
 Each gets `--duration` seconds per workload, in `--rounds` alternating slices, so that on a
 shared machine both see the same background load.
 
