@@ -38,8 +38,30 @@ def require_label_map(id2label: dict[int, str], source: str) -> None:
         raise ConfigError(f"{source}: id2label names must be unique, got {list(id2label.values())}")
 
 
+class LabelledConfig:
+    """Label bookkeeping every model config shares (BERT and the baselines): `id2label` with int
+    keys (config.json stores them as strings), checked on construction, and what derives from it."""
+
+    id2label: dict[int, str]
+
+    def __post_init__(self) -> None:
+        self.id2label = {int(index): str(name) for index, name in self.id2label.items()}
+        self.validate()
+
+    def validate(self, source: str = "config") -> None:
+        raise NotImplementedError
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.id2label)
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {name: index for index, name in self.id2label.items()}
+
+
 @dataclass
-class BertConfig:
+class BertConfig(LabelledConfig):
     """Hyper-parameters of a BERT encoder (and its classification head)."""
 
     vocab_size: int = 30522
@@ -63,19 +85,7 @@ class BertConfig:
     # Every other config.json key, kept verbatim for the round trip.
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
-    def __post_init__(self) -> None:
-        self.id2label = {int(index): str(name) for index, name in self.id2label.items()}
-        self.validate()
-
     # ------------------------------------------------------------------ derived values
-    @property
-    def num_labels(self) -> int:
-        return len(self.id2label)
-
-    @property
-    def label2id(self) -> dict[str, int]:
-        return {name: index for index, name in self.id2label.items()}
-
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
-from attnlens.config import require_label_map, require_positive_ints
+from attnlens.config import LabelledConfig, require_label_map, require_positive_ints
 from attnlens.errors import ConfigError
 
 RNN_TYPES = ("gru", "lstm")
@@ -30,7 +30,7 @@ SENTENCE_END_TOKENS = (".", "!", "?")
 
 
 @dataclass
-class _BaselineConfig:
+class _BaselineConfig(LabelledConfig):
     """What both baselines share: vocabulary, embeddings, recurrent encoder, labels."""
 
     model_type: ClassVar[str] = ""
@@ -48,18 +48,6 @@ class _BaselineConfig:
     base_model: str | None = None  # where the tokenizer and initial embeddings came from
     id2label: dict[int, str] = field(default_factory=lambda: {0: "LABEL_0", 1: "LABEL_1"})
     architectures: list[str] | None = None
-
-    def __post_init__(self) -> None:
-        self.id2label = {int(index): str(name) for index, name in self.id2label.items()}
-        self.validate()
-
-    @property
-    def num_labels(self) -> int:
-        return len(self.id2label)
-
-    @property
-    def label2id(self) -> dict[str, int]:
-        return {name: index for index, name in self.id2label.items()}
 
     def validate(self, source: str = "config") -> None:
         require_positive_ints(self, ("vocab_size", "embedding_dim", "hidden_size", "num_layers",
