@@ -62,10 +62,23 @@ def _train(tokenizer, seed: int, max_steps: int, neutral_fraction: float, stop_b
                         num_attention_heads=2, intermediate_size=64, id2label=dict(LABELS))
     model = BertForSequenceClassification(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    steps = fit_planted(model, tokenizer, optimizer, seed, max_steps, neutral_fraction, stop_below)
+    model.eval()
+    model.trained_steps = steps
+    return model
+
+
+def fit_planted(model, tokenizer, optimizer, seed: int, max_steps: int, neutral_fraction: float = 0.2,
+                stop_below: float | None = 0.25, transform=None) -> int:
+    """Train any classifier with the planted-task batches (two-class soft targets) until the
+    smoothed loss is below `stop_below` (None: all `max_steps`); returns the steps taken.
+    `transform` rewrites the texts of each batch (e.g. into sentences for a HAN)."""
     model.train()
     smoothed = None
     for step in range(max_steps):
         texts, targets = planted_examples(32, seed=seed * 100_000 + step, neutral_fraction=neutral_fraction)
+        if transform is not None:
+            texts = [transform(text) for text in texts]
         encoded = tokenizer(texts, padding=True, return_tensors="pt")
         logits = model(encoded["input_ids"], attention_mask=encoded["attention_mask"]).logits
         y = torch.tensor(targets)
@@ -76,6 +89,4 @@ def _train(tokenizer, seed: int, max_steps: int, neutral_fraction: float, stop_b
         smoothed = loss.item() if smoothed is None else 0.8 * smoothed + 0.2 * loss.item()
         if stop_below is not None and smoothed < stop_below:
             break
-    model.eval()
-    model.trained_steps = step + 1
-    return model
+    return step + 1

@@ -11,8 +11,7 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
-from planted_task import LABELS, PLANTED, planted_examples
+from planted_task import LABELS, PLANTED, fit_planted, planted_examples
 
 from attnlens import BertForSequenceClassification, CheckpointError, ConfigError, InputError
 from attnlens.baselines import (
@@ -268,22 +267,8 @@ def test_config_rejects_unknown_choices():
 def train_on_planted(model, tokenizer, with_sentences: bool, seed: int = 1, max_steps: int = 600):
     """Adam until the smoothed loss is near the floor the neutral fifth imposes (0.2 ln 2 ≈ 0.14)."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    model.train()
-    smoothed = None
-    for step in range(max_steps):
-        texts, targets = planted_examples(32, seed=seed * 100_000 + step, neutral_fraction=0.2)
-        if with_sentences:
-            texts = [as_sentences(t) for t in texts]
-        encoded = tokenizer(texts, padding=True, return_tensors="pt")
-        logits = model(encoded["input_ids"], attention_mask=encoded["attention_mask"]).logits
-        y = torch.tensor(targets)
-        loss = F.cross_entropy(logits, torch.stack([1 - y, y], dim=1))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        smoothed = loss.item() if smoothed is None else 0.8 * smoothed + 0.2 * loss.item()
-        if smoothed < 0.15:
-            break
+    fit_planted(model, tokenizer, optimizer, seed, max_steps, stop_below=0.15,
+                transform=as_sentences if with_sentences else None)
     return model.eval()
 
 

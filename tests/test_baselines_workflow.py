@@ -4,7 +4,6 @@ and explained (`attnlens explain --method native`) by the same code paths."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import subprocess
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from demo_splits import write_demo_splits
 
 from attnlens import DEFAULT_BASE_MODEL
 from attnlens.baselines import BiRNNAttentionForSequenceClassification, HierarchicalAttentionNetwork
@@ -23,7 +23,6 @@ from attnlens.predict import Predictor
 from attnlens.training.evaluation import evaluate_saved_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEMO_REVIEWS = REPO_ROOT / "src" / "attnlens" / "data" / "demo_reviews.csv"
 ARCHS = {"birnn_attention": BiRNNAttentionForSequenceClassification, "han": HierarchicalAttentionNetwork}
 
 
@@ -35,16 +34,7 @@ def job_env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def review_files(tmp_path_factory) -> tuple[Path, Path]:
-    directory = tmp_path_factory.mktemp("reviews")
-    with DEMO_REVIEWS.open(encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    train, validation = directory / "train.csv", directory / "validation.csv"
-    for path, part in ((train, rows[:96]), (validation, rows[96:128])):
-        with path.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=["text", "label"])
-            writer.writeheader()
-            writer.writerows(part)
-    return train, validation
+    return write_demo_splits(tmp_path_factory.mktemp("reviews"), slice(96), slice(96, 128))
 
 
 @pytest.mark.parametrize("arch", ARCHS)

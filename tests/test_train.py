@@ -6,7 +6,6 @@ user runs, and Accelerate keeps process-wide state), killed with SIGKILL where t
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from demo_splits import write_demo_splits
 from safetensors.torch import load_file
 
 from attnlens import BertConfig, BertForSequenceClassification
@@ -26,7 +26,6 @@ pytestmark = pytest.mark.slow  # real training subprocesses: ~75 s of CPU in all
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TRAIN_SCRIPT = REPO_ROOT / "training" / "train.py"
-DEMO_REVIEWS = REPO_ROOT / "src" / "attnlens" / "data" / "demo_reviews.csv"
 
 
 def job_env() -> dict[str, str]:
@@ -57,16 +56,7 @@ def tiny_base(tmp_path_factory, tokenizer) -> Path:
 @pytest.fixture(scope="module")
 def review_files(tmp_path_factory) -> tuple[Path, Path]:
     """Train/validation CSVs cut from the demo set; 37 validation rows so the last batch is uneven."""
-    directory = tmp_path_factory.mktemp("reviews")
-    with DEMO_REVIEWS.open(encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    train, validation = directory / "train.csv", directory / "validation.csv"
-    for path, part in ((train, rows[:160]), (validation, rows[160:197])):
-        with path.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=["text", "label"])
-            writer.writeheader()
-            writer.writerows(part)
-    return train, validation
+    return write_demo_splits(tmp_path_factory.mktemp("reviews"), slice(160), slice(160, 197))
 
 
 def write_job_config(directory: Path, base: Path, train: Path, validation: Path, **training: object) -> Path:
