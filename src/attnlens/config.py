@@ -30,6 +30,20 @@ def require_positive_ints(config: object, names: tuple[str, ...], source: str) -
             raise ConfigError(f"{source}: {name} must be a positive integer, got {value!r}")
 
 
+def read_config_json(path: str | Path) -> dict[str, Any]:
+    """A model folder's config.json as a dict, or a one-line ConfigError naming the file."""
+    path = Path(path)
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config.json not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a JSON object, got {type(values).__name__}")
+    return values
+
+
 def require_label_map(id2label: dict[int, str], source: str) -> None:
     """Labels are numbered 0..N-1 with unique names, as classification heads and label2id need."""
     if not id2label or sorted(id2label) != list(range(len(id2label))):
@@ -147,16 +161,7 @@ class BertConfig(LabelledConfig):
 
     @classmethod
     def from_json_file(cls, path: str | Path) -> BertConfig:
-        path = Path(path)
-        try:
-            values = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config.json not found") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ConfigError(f"{path}: not valid JSON ({error})") from None
-        if not isinstance(values, dict):
-            raise ConfigError(f"{path}: expected a JSON object, got {type(values).__name__}")
-        return cls.from_dict(values, source=str(path))
+        return cls.from_dict(read_config_json(path), source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
         """The `config.json` dictionary, in the form `transformers` writes it."""

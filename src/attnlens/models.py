@@ -19,7 +19,7 @@ ARCHITECTURES = ("bert", "birnn_attention", "han")
 
 
 def model_type_of(folder: str | Path) -> str:
-    from attnlens.baselines.config import read_config_json
+    from attnlens.config import read_config_json
 
     return str(read_config_json(Path(folder) / "config.json").get("model_type", "bert"))
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
-from attnlens.config import LabelledConfig, require_label_map, require_positive_ints
+from attnlens.config import LabelledConfig, read_config_json, require_label_map, require_positive_ints
 from attnlens.errors import ConfigError
 
 RNN_TYPES = ("gru", "lstm")
@@ -139,16 +139,3 @@ class HANConfig(_BaselineConfig):
 def _choice(source: str, key: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"{source}: {key}={value!r} must be one of {list(choices)}")
-
-
-def read_config_json(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config.json not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path}: not valid JSON ({error})") from None
-    if not isinstance(values, dict):
-        raise ConfigError(f"{path}: expected a JSON object, got {type(values).__name__}")
-    return values
