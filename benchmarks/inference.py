@@ -14,11 +14,13 @@ Contenders: transformers eager / sdpa; PyTorch dynamic int8 (`quantize_dynamic` 
 model); ONNX Runtime float32 and int8 (transformers' model exported with `torch.onnx`, int8 by
 `onnxruntime.quantization.quantize_dynamic`), each as exported and after onnxruntime's BERT
 graph optimizer (fused attention, SkipLayerNorm, BiasGelu); attnlens float32 (oneDNN, unpadded)
-and int8 (`attnlens.quantize`). ONNX Runtime comes from the `bench` extra:
+and int8 (`attnlens.quantize`). The process keeps freed memory for reuse (`attnlens.allocator`,
+as the service and CLI do; it helps every PyTorch contender, ONNX Runtime has its own arena);
+`--malloc default` measures without it. ONNX Runtime comes from the `bench` extra:
 
     pip install -e '.[bench]'
     python benchmarks/inference.py [--model DIR] [--data ../shared/data/sst2/validation.tsv] \\
-        [--repeats 3] [--limit N] [--only NAME ...]
+        [--repeats 3] [--limit N] [--only NAME ...] [--malloc tuned|default]
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import torch
 import transformers
 
 from attnlens import DEFAULT_BASE_MODEL, BertForSequenceClassification, load_tokenizer
+from attnlens.allocator import keep_freed_memory
 from attnlens.quantize import quantize_int8
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -189,8 +192,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--limit", type=int, default=None, help="first N sentences only (development)")
     parser.add_argument("--only", nargs="*", default=None, help="contender names to time (reference always)")
+    parser.add_argument("--malloc", choices=("tuned", "default"), default="tuned",
+                        help="tuned: keep freed memory for reuse (attnlens.allocator); default: glibc as is")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    malloc = "tuned" if args.malloc == "tuned" and keep_freed_memory() else "default"
     torch.manual_seed(0)
 
     load_before = os.getloadavg()[0]
@@ -225,7 +231,7 @@ def main() -> None:
     if (base, "sorted") not in results:
         base = REFERENCE
     print(f"\n{len(sentences)} sentences, batch {args.batch_size}, {args.threads} threads, median of "
-          f"{args.repeats} interleaved passes; torch {torch.__version__}, transformers {transformers.__version__}"
+          f"{args.repeats} interleaved passes; malloc {malloc}; torch {torch.__version__}, transformers {transformers.__version__}"
           f"{_ort_version()}; model {args.model}; 1-minute load average {load_before:.1f} at the start, "
           f"{os.getloadavg()[0]:.1f} at the end\n")
     print(f"| contender | as given (sent/s) | ratio vs {base} | sorted by length (sent/s) | ratio vs {base} "

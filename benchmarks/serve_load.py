@@ -68,10 +68,12 @@ class OfflineReference:
         import torch
 
         from attnlens import BertForSequenceClassification, load_tokenizer
+        from attnlens.allocator import keep_freed_memory
         from attnlens.predict import Predictor
         from attnlens.quantize import apply_quantization
 
         torch.set_num_threads(threads)
+        keep_freed_memory()  # as the service does
         self.model = BertForSequenceClassification.from_pretrained(model_dir).eval()
         self.tokenizer = load_tokenizer(model_dir)
         # Like the service: predictions from the (optionally int8) model, explanations float32.

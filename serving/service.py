@@ -100,12 +100,14 @@ class AttnlensService:
         import torch
 
         from attnlens import load_tokenizer
+        from attnlens.allocator import keep_freed_memory
         from attnlens.model_source import resolve_model
         from attnlens.models import load_model
         from attnlens.predict import Predictor
         from serving.batching import MicroBatcher
 
         torch.set_num_threads(THREADS)
+        keep_freed_memory()  # reuse activation buffers across batches (attnlens.allocator)
         self.source = resolve_model()
         logger.info("loading model from %s", self.source.describe())
         self.model = load_model(  # BERT or a baseline (birnn_attention / han), by config.json

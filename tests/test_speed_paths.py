@@ -6,6 +6,7 @@ measured side by side by benchmarks/inference.py.
 
 from __future__ import annotations
 
+import copy
 import csv
 import subprocess
 import sys
@@ -20,7 +21,13 @@ from attnlens.errors import ConfigError
 from attnlens.kernels import ONEDNN_AVAILABLE
 from attnlens.modeling_bert import BertSelfAttention
 from attnlens.predict import Predictor
-from attnlens.quantize import apply_quantization, quantize_int8
+from attnlens.quantize import (
+    Int8Linear,
+    apply_quantization,
+    onednn_int8_available,
+    quantize_activations,
+    quantize_int8,
+)
 from tests.conftest import SHARED_DATA, save_hf_classifier, tiny_hf_config
 
 ATOL = 1e-5
@@ -203,6 +210,55 @@ def test_int8_agrees_with_float32_on_most_decisions(sentiment_model):
     layer = quantized.bert.encoder.layer[0].attention.self
     assert isinstance(layer, BertSelfAttention) and layer.fused_qkv is not None
     assert type(layer.fused_qkv) is not torch.nn.Linear
+
+
+def test_activation_quantisation_roundtrip():
+    """uint8 per tensor over the whole range: every value within half a step, zero exact."""
+    torch.manual_seed(0)
+    x = torch.cat([torch.randn(64, 48) * 3, torch.zeros(1, 48)])
+    values, scale, zero_point = quantize_activations(x)
+    assert values.dtype == torch.uint8 and values.shape == x.shape
+    assert int(values.min()) == 0 and int(values.max()) == 255  # all 8 bits used
+    restored = (values.float() - zero_point) * scale
+    assert float((restored - x).abs().max()) <= scale / 2 + 1e-6
+    assert torch.equal(restored[-1], torch.zeros(48))  # zero (e.g. padding) is exact
+    positive = quantize_activations(torch.rand(8, 8) + 1)  # the range still includes 0
+    assert positive[2] == 0
+    assert quantize_activations(torch.zeros(3, 4))[1] == 1.0  # no division by a zero range
+
+
+@pytest.mark.parametrize("backend", ["onednn", "fbgemm"])
+def test_int8_linear_backends_compute_the_quantised_product(backend):
+    """Both kernels: close to the float product (int8 error bound), GELU fused = GELU after,
+    3-D inputs keep their shape, the two kernels agree, and a deep copy computes the same."""
+    if backend == "onednn" and not onednn_int8_available():
+        pytest.skip("oneDNN int8 needs a CPU with VNNI (this one lacks it)")
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(96, 160)
+    x = torch.randn(4, 13, 96)
+    quantised = Int8Linear(linear, reduce_range=False, backend=backend)
+    with torch.inference_mode():
+        reference = linear(x)
+        out = quantised(x)
+        fused = quantised(x, gelu=True)
+        other = Int8Linear(linear, reduce_range=False, backend="fbgemm")(x)
+        copied = copy.deepcopy(quantised)(x)  # the packed weight is a cache, rebuilt on copy
+    assert torch.equal(copied, out)
+    assert out.shape == (4, 13, 160)
+    # Error of x·W with 8-bit x (step s_x) and per-row 8-bit W: |Δ| ≲ Σ|x|·s_w/2 + Σ|W|·s_x/2.
+    relative = float((out - reference).abs().max() / reference.abs().max())
+    assert relative < 0.02, f"int8 product off by {relative:.1%} of the largest output"
+    assert not torch.equal(out, reference)
+    torch.testing.assert_close(fused, torch.nn.functional.gelu(out), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out, other, atol=0.02 * float(reference.abs().max()), rtol=0)
+
+
+def test_int8_linear_rejects_impossible_settings():
+    linear = torch.nn.Linear(8, 8)
+    with pytest.raises(ValueError, match="backend='cuda'"):
+        Int8Linear(linear, backend="cuda")
+    with pytest.raises(ValueError, match="reduce_range"):
+        Int8Linear(linear, reduce_range=True, backend="onednn")
 
 
 def test_apply_quantization_modes(sentiment_model):

@@ -14,6 +14,7 @@ import sys
 from attnlens.errors import AttnlensError
 
 SUBCOMMANDS = ("train", "evaluate", "explain", "export", "predict")
+INFERENCE_SUBCOMMANDS = frozenset({"evaluate", "explain", "predict"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in INFERENCE_SUBCOMMANDS:
+        from attnlens.allocator import keep_freed_memory
+
+        keep_freed_memory()  # reuse activation buffers across batches (attnlens.allocator)
     try:
         return int(args.func(args) or 0)
     except AttnlensError as error:

@@ -113,9 +113,11 @@ def linear(module: nn.Module, x: Tensor, *, gelu: bool = False) -> Tensor:
     """`module(x)` (then exact GELU if asked), through the packed oneDNN kernel where it applies.
 
     Modules that are not plain `nn.Linear` (e.g. dynamically quantised int8 ones) are called as
-    they are.
+    they are; those that declare `fuses_gelu` compute the GELU inside their own product.
     """
     if type(module) is nn.Linear and fast_kernels_apply(x):
         return packed_linear(module, (module,), x, gelu=gelu)
+    if gelu and getattr(module, "fuses_gelu", False):
+        return module(x, gelu=True)
     out = module(x)
     return F.gelu(out) if gelu else out

@@ -2,9 +2,11 @@
 
 Dynamic quantisation stores each weight matrix as int8 (per output channel) and quantises the
 activations per call from their observed range, so it needs no calibration data and keeps the
-model's interface. On CPUs with AVX-512 VNNI the int8 products (fbgemm) run two to three times as
-fast as float32 ones, at the cost of a small accuracy change measured by
-`benchmarks/int8_accuracy.py`.
+model's interface. On CPUs with AVX-512 VNNI the int8 products run two to three times as fast
+as float32 ones, at the cost of a small accuracy change measured by
+`benchmarks/int8_accuracy.py`. Where VNNI is present they run on oneDNN's `qlinear_pointwise`
+(the kernel PyTorch's own x86 compiler backend emits) with the feed-forward GELU fused into the
+product; elsewhere on fbgemm's dynamic linear.
 
 `torch.ao`'s dynamic Linear quantises activations to 7 bits (`reduce_range=True`), a guard against
 int16 overflow in the pre-VNNI AVX2/AVX-512 kernels. MiniLM's LayerNorm outputs have outlier
@@ -44,35 +46,107 @@ def cpu_has_vnni() -> bool:
     return "avx512_vnni" in flags or "avx_vnni" in flags
 
 
-class Int8Linear(nn.Module):
-    """y = x Wᵀ + b with W int8 per output channel and x quantised per call (fbgemm dynamic).
+@functools.cache
+def onednn_int8_available() -> bool:
+    """True where oneDNN's int8 linear (the kernel PyTorch's x86 Inductor backend uses) can run.
 
-    Like `torch.ao.nn.quantized.dynamic.Linear`, but activations use the full 8 bits where the
-    CPU's VNNI kernels cannot overflow (see the module docstring).
+    Only with VNNI: without it, oneDNN's u8·s8 products go through 16-bit intermediates that can
+    saturate, the overflow `reduce_range` exists to avoid.
+    """
+    onednn = getattr(torch.ops, "onednn", None)
+    try:
+        has_ops = hasattr(onednn, "qlinear_pointwise") and hasattr(onednn, "qlinear_prepack")
+    except RuntimeError:  # a build without the ops raises on lookup
+        has_ops = False
+    return torch.backends.mkldnn.is_available() and has_ops and cpu_has_vnni()
+
+
+def quantize_activations(x: torch.Tensor) -> tuple[torch.Tensor, float, int]:
+    """(uint8 values, scale, zero point) of `x` over its whole range, asymmetric, all 8 bits.
+
+    The range always includes 0 (so zero, e.g. padding, is exact), as in `torch.ao`'s dynamic
+    quantisation; plain uint8 tensors avoid PyTorch's deprecated quantised dtypes.
+    """
+    low, high = (float(v) for v in torch.aminmax(x))
+    low, high = min(low, 0.0), max(high, 0.0)
+    scale = (high - low) / 255.0 or 1.0
+    zero_point = int(min(max(round(-low / scale), 0), 255))
+    values = torch.mul(x, 1.0 / scale).round_().add_(zero_point).clamp_(0, 255).to(torch.uint8)
+    return values, scale, zero_point
+
+
+class Int8Linear(nn.Module):
+    """y = x Wᵀ + b (optionally exact GELU) with W int8 per output channel, x quantised per call.
+
+    Two kernels compute the same quantised product. Where the CPU has VNNI, oneDNN's
+    `qlinear_pointwise` runs it with the GELU fused into the product; measured about twice as
+    fast as fbgemm's `linear_dynamic` followed by a separate GELU on these AVX-512 machines
+    (docs/benchmarks.md). Elsewhere fbgemm runs it, with 7-bit activations (`reduce_range`) where
+    the CPU lacks VNNI (see the module docstring).
     """
 
-    def __init__(self, linear: nn.Linear, *, reduce_range: bool | None = None) -> None:
+    fuses_gelu = True  # forward(x, gelu=True) computes GELU(x Wᵀ + b); see attnlens.kernels.linear
+
+    def __init__(self, linear: nn.Linear, *, reduce_range: bool | None = None,
+                 backend: str | None = None) -> None:
         super().__init__()
         from torch.ao.quantization import per_channel_dynamic_qconfig
 
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.reduce_range = not cpu_has_vnni() if reduce_range is None else reduce_range
+        if backend is None:
+            backend = "onednn" if onednn_int8_available() and not self.reduce_range else "fbgemm"
+        if backend not in ("onednn", "fbgemm"):
+            raise ValueError(f"Int8Linear backend={backend!r} is not one of onednn, fbgemm")
+        if backend == "onednn" and self.reduce_range:
+            raise ValueError("Int8Linear: the onednn backend uses all 8 bits; reduce_range needs fbgemm")
+        self.backend = backend
         weight = linear.weight.detach().float()
-        observer = per_channel_dynamic_qconfig.weight()
+        bias = None if linear.bias is None else linear.bias.detach().float().clone()
+        observer = per_channel_dynamic_qconfig.weight()  # symmetric int8, one scale per output row
         observer(weight)
         scales, zero_points = observer.calculate_qparams()
-        with warnings.catch_warnings():  # quantised tensors announce their move to torchao
-            warnings.simplefilter("ignore")
-            qweight = torch.quantize_per_channel(weight, scales.double(), zero_points.long(), 0, torch.qint8)
-            self._packed = torch.ops.quantized.linear_prepack(
-                qweight, None if linear.bias is None else linear.bias.detach().float())
+        self._bias = bias
+        if backend == "onednn":
+            self._qweight = torch.round(weight / scales[:, None]).clamp_(-128, 127).to(torch.int8)
+            self._weight_scales = scales.float()
+            self._weight_zero_points = torch.zeros(self.out_features, dtype=torch.int64)
+        else:
+            with warnings.catch_warnings():  # quantised tensors announce their move to torchao
+                warnings.simplefilter("ignore")
+                self._qweight = torch.quantize_per_channel(weight, scales.double(), zero_points.long(), 0,
+                                                           torch.qint8)
+        self._packed = self._pack()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.quantized.linear_dynamic(x, self._packed, reduce_range=self.reduce_range)
+    def _pack(self):
+        """The weight in the kernel's own layout. A cache rebuilt on copy: oneDNN's is opaque."""
+        if self.backend == "onednn":
+            return torch.ops.onednn.qlinear_prepack(self._qweight, None)
+        return torch.ops.quantized.linear_prepack(self._qweight, self._bias)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_packed", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self._packed = self._pack()
+
+    def forward(self, x: torch.Tensor, gelu: bool = False) -> torch.Tensor:
+        if self.backend == "fbgemm":
+            out = torch.ops.quantized.linear_dynamic(x, self._packed, reduce_range=self.reduce_range)
+            return torch.nn.functional.gelu(out) if gelu else out
+        rows = x.reshape(-1, self.in_features)
+        values, scale, zero_point = quantize_activations(rows)
+        out = torch.ops.onednn.qlinear_pointwise(
+            values, scale, zero_point, self._packed, self._weight_scales, self._weight_zero_points,
+            self._bias, 1.0, 0, torch.float32, "gelu" if gelu else "none", [], "none" if gelu else "")
+        return out.view(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8, " \
-               f"reduce_range={self.reduce_range}"
+               f"backend={self.backend}, reduce_range={self.reduce_range}"
 
 
 def _quantize_linears(module: nn.Module) -> nn.Module:
