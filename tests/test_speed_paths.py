@@ -227,6 +227,23 @@ def test_activation_quantisation_roundtrip():
     assert quantize_activations(torch.zeros(3, 4))[1] == 1.0  # no division by a zero range
 
 
+def test_activation_quantisation_without_quantised_dtypes(monkeypatch):
+    """Where torch drops its deprecated quantised dtypes, plain arithmetic gives the same bytes
+    (up to a tie rounding the other way)."""
+    torch.manual_seed(0)
+    x = torch.randn(33, 70) * 5
+    fast = quantize_activations(x)
+
+    def removed(*args, **kwargs):
+        raise RuntimeError("quantize_per_tensor was removed")
+
+    monkeypatch.setattr(torch, "quantize_per_tensor", removed)
+    plain = quantize_activations(x)
+    assert plain[1:] == fast[1:] and plain[0].dtype == torch.uint8
+    assert int((plain[0].int() - fast[0].int()).abs().max()) <= 1
+    assert float((plain[0] != fast[0]).float().mean()) < 0.01
+
+
 @pytest.mark.parametrize("backend", ["onednn", "fbgemm"])
 def test_int8_linear_backends_compute_the_quantised_product(backend):
     """Both kernels: close to the float product (int8 error bound), GELU fused = GELU after,

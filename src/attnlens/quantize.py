@@ -65,13 +65,24 @@ def quantize_activations(x: torch.Tensor) -> tuple[torch.Tensor, float, int]:
     """(uint8 values, scale, zero point) of `x` over its whole range, asymmetric, all 8 bits.
 
     The range always includes 0 (so zero, e.g. padding, is exact), as in `torch.ao`'s dynamic
-    quantisation; plain uint8 tensors avoid PyTorch's deprecated quantised dtypes.
+    quantisation. `torch.quantize_per_tensor` does the rounding in one vectorised pass and its
+    bytes are read in place as plain uint8 (`int_repr()` would copy them, slowly); where that
+    deprecated quantised dtype is gone, the same values come from plain tensor arithmetic.
     """
     low, high = (float(v) for v in torch.aminmax(x))
     low, high = min(low, 0.0), max(high, 0.0)
     scale = (high - low) / 255.0 or 1.0
     zero_point = int(min(max(round(-low / scale), 0), 255))
-    values = torch.mul(x, 1.0 / scale).round_().add_(zero_point).clamp_(0, 255).to(torch.uint8)
+    try:
+        with warnings.catch_warnings():  # quantised dtypes announce their move to torchao
+            warnings.simplefilter("ignore")
+            quantized = torch.quantize_per_tensor(x.contiguous(), scale, zero_point, torch.quint8)
+        values = torch.empty(0, dtype=torch.uint8).set_(
+            quantized.untyped_storage(), 0, quantized.shape, quantized.stride())
+    except (AttributeError, RuntimeError):
+        # float -> uint8 conversion is scalar code in PyTorch; through int16 it is vectorised.
+        values = (torch.mul(x, 1.0 / scale).round_().add_(zero_point).clamp_(0, 255)
+                  .to(torch.int16).to(torch.uint8))
     return values, scale, zero_point
 
 
