@@ -108,9 +108,15 @@ def test_unpadded_pooled_output_equals_padded_forward(minilm_dir):
     _, ours = classifier_pair("minilm", minilm_dir)
     ids, mask, types = make_batch("padding")
     with torch.no_grad():
+        rows_seen = []
+        last_ffn = ours.bert.encoder.layer[-1].intermediate
+        handle = last_ffn.register_forward_hook(lambda module, args, out: rows_seen.append(args[0].shape[0]))
         unpadded = ours.bert.pooled_output_unpadded(ids, mask, types)
+        handle.remove()
         padded = ours.bert(ids, mask, types, output_hidden_states=True).pooler_output
     torch.testing.assert_close(unpadded, padded, atol=ATOL, rtol=0)
+    # The last layer's feed-forward ran on the [CLS] rows only: nothing else reaches the pooler.
+    assert rows_seen == [ids.shape[0]], (rows_seen, int(mask.sum()))
 
 
 def test_packed_weights_follow_parameter_updates(minilm_dir):
