@@ -28,6 +28,7 @@ from attnlens.quantize import (
     quantize_activations,
     quantize_int8,
 )
+from attnlens.unpadding import MIN_PADDING_TO_UNPAD, Packing
 from tests.conftest import SHARED_DATA, save_hf_classifier, tiny_hf_config
 
 ATOL = 1e-5
@@ -77,13 +78,19 @@ def make_batch(case: str):
         mask = torch.ones_like(ids)
         mask[1, 300:] = 0
         return ids, mask, None
+    if case == "little_padding":  # below MIN_PADDING_TO_UNPAD: computed padded, mask still applied
+        ids = torch.randint(1000, 30000, (4, 30), generator=g)
+        mask = torch.ones_like(ids)
+        mask[3, 28:] = 0
+        ids[mask == 0] = 0
+        return ids, mask, None
     if case == "no_padding":
         ids = torch.randint(1000, 30000, (3, 10), generator=g)
         return ids, torch.ones_like(ids), None
     raise ValueError(case)
 
 
-CASES = ["padding", "holes", "token_types", "max_length", "no_padding"]
+CASES = ["padding", "holes", "token_types", "max_length", "little_padding", "no_padding"]
 
 
 @pytest.mark.parametrize("kind", ["tiny", "minilm"])
@@ -102,6 +109,18 @@ def test_fast_inference_path_equals_transformers(kind, case, minilm_dir):
         attention = ours.bert.encoder.layer[0].attention.self
         assert PACKED_CACHE in attention.__dict__
         assert PACKED_CACHE in ours.bert.encoder.layer[0].intermediate.dense.__dict__
+
+
+def test_batches_are_unpadded_only_where_it_pays():
+    mask = torch.ones(4, 30, dtype=torch.long)
+    mask[3, 28:] = 0  # 1.7% padding: kept
+    assert Packing.from_mask(mask, 4, 30, torch.device("cpu")).indices is None
+    assert Packing.from_mask(mask, 4, 30, torch.device("cpu"), min_padding=0.0).indices.numel() == 118
+    mask[:, 20:] = 0  # a third padding: unpadded
+    packing = Packing.from_mask(mask, 4, 30, torch.device("cpu"))
+    assert packing.num_tokens == 80 and packing.first_token_rows.tolist() == [0, 20, 40, 60]
+    assert pytest.approx(0.1) == MIN_PADDING_TO_UNPAD
+    assert Packing.from_mask(torch.ones(2, 5), 2, 5, torch.device("cpu")).indices is None
 
 
 def test_unpadded_pooled_output_equals_padded_forward(minilm_dir):

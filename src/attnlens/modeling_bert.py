@@ -345,8 +345,9 @@ class BertModel(BertPreTrainedModel):
         6-layer encoder's work on SST-2-length inputs. Inference only (no gradients).
 
         `attention_hook` sees the same probabilities as in `forward` in every row of a real token
-        (so with a hook the last layer computes every row); rows of padding queries (which hold no
-        meaning, and no real token attends to) come from a zero query instead.
+        (so with a hook the last layer computes every row); rows of padding queries hold no
+        meaning (no real token attends to them) and, where the batch was unpadded, come from a
+        zero query.
         """
         _check_inputs(input_ids, self.config)
         if not self.can_unpad(attention_mask):
@@ -355,7 +356,9 @@ class BertModel(BertPreTrainedModel):
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         packing = Packing.from_mask(attention_mask, batch, seq, input_ids.device)
-        mask = None if packing.indices is None else attention_mask.bool()[:, None, None, :]  # (batch, 1, 1, seq)
+        mask = None  # (batch, 1, 1, seq) where padding exists, whether or not it is unpadded
+        if attention_mask is not None and not bool(attention_mask.all()):
+            mask = attention_mask.bool()[:, None, None, :]
         hidden = self.embeddings.forward_packed(input_ids, token_type_ids, packing)  # (tokens, hidden)
         layers = self.encoder.layer
         for index, layer in enumerate(layers):

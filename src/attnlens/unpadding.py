@@ -4,6 +4,10 @@ Everything in a BERT layer except attention works token by token (projections, f
 LayerNorm, residuals), so those run on the packed tensor and no FLOP is spent on padding; only
 attention needs the (batch, seq) layout, and the packed tensor is scattered into it for that
 and gathered back afterwards. With batches in file order, SST-2 batches are about half padding.
+
+Unpadding has a price, a gather and a scatter around every layer's attention (about 5% of an
+int8 forward), so a batch that is almost all real tokens (length-sorted batches are ~4% padding
+on SST-2) is computed padded instead: `MIN_PADDING_TO_UNPAD` is where the saving starts to pay.
 """
 
 from __future__ import annotations
@@ -13,6 +17,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+# Unpad only batches with at least this share of padding; below it the gather and scatter around
+# attention cost more than the padded rows (measured on SST-2 batches, docs/benchmarks.md).
+MIN_PADDING_TO_UNPAD = 0.1
+
 
 @dataclass
 class Packing:
@@ -20,18 +28,25 @@ class Packing:
 
     batch: int
     seq: int
-    indices: Tensor | None  # (tokens,) row-major positions of real tokens; None: no padding at all
+    indices: Tensor | None  # (tokens,) row-major positions of real tokens; None: every position kept
     first_token_rows: Tensor  # (batch,) packed row of each sequence's first token ([CLS])
     # One zeroed (batch * seq, width) buffer per width, reused by every layer: only real rows are
     # ever written, so its padding rows stay zero and need filling once per forward, not per layer.
     _buffers: dict[tuple[int, torch.dtype], Tensor] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_mask(cls, attention_mask: Tensor | None, batch: int, seq: int, device: torch.device) -> Packing:
-        """Packing of a right- or arbitrarily padded batch whose first column is all real tokens."""
-        if attention_mask is None or bool(attention_mask.all()):
+    def from_mask(cls, attention_mask: Tensor | None, batch: int, seq: int, device: torch.device,
+                  min_padding: float | None = None) -> Packing:
+        """Packing of a right- or arbitrarily padded batch whose first column is all real tokens.
+
+        With less than `min_padding` (default `MIN_PADDING_TO_UNPAD`) padding, every position is
+        kept (`indices` None): padding rows are then computed like real ones, and attention's mask
+        still hides them as keys.
+        """
+        min_padding = MIN_PADDING_TO_UNPAD if min_padding is None else min_padding
+        real = None if attention_mask is None else attention_mask.bool()
+        if real is None or 1.0 - float(real.float().mean()) < max(min_padding, 1e-9):
             return cls(batch, seq, None, torch.arange(batch, device=device) * seq)
-        real = attention_mask.bool()
         lengths = real.sum(dim=1)  # (batch,)
         indices = real.reshape(-1).nonzero().squeeze(1)  # (tokens,)
         return cls(batch, seq, indices, torch.cumsum(lengths, 0) - lengths)
