@@ -69,6 +69,7 @@ def quantize_activations(x: torch.Tensor) -> tuple[torch.Tensor, float, int]:
     bytes are read in place as plain uint8 (`int_repr()` would copy them, slowly); where that
     deprecated quantised dtype is gone, the same values come from plain tensor arithmetic.
     """
+    x = x.detach()  # int8 products have no backward
     low, high = (float(v) for v in torch.aminmax(x))
     low, high = min(low, 0.0), max(high, 0.0)
     scale = (high - low) / 255.0 or 1.0
