@@ -91,10 +91,11 @@ class Int8Linear(nn.Module):
     """y = x Wᵀ + b (optionally exact GELU) with W int8 per output channel, x quantised per call.
 
     Two kernels compute the same quantised product. Where the CPU has VNNI, oneDNN's
-    `qlinear_pointwise` runs it with the GELU fused into the product; measured about twice as
-    fast as fbgemm's `linear_dynamic` followed by a separate GELU on these AVX-512 machines
-    (docs/benchmarks.md). Elsewhere fbgemm runs it, with 7-bit activations (`reduce_range`) where
-    the CPU lacks VNNI (see the module docstring).
+    `qlinear_pointwise` runs it with the GELU fused into the product and plain int8 weights (no
+    deprecated quantised dtype); twice as fast as fbgemm's `linear_dynamic` plus a separate GELU
+    on one product in isolation, as fast within the whole model (docs/benchmarks.md). Elsewhere
+    fbgemm runs it, with 7-bit activations (`reduce_range`) where the CPU lacks VNNI (see the
+    module docstring).
     """
 
     fuses_gelu = True  # forward(x, gelu=True) computes GELU(x Wᵀ + b); see attnlens.kernels.linear
@@ -114,11 +115,10 @@ class Int8Linear(nn.Module):
             raise ValueError("Int8Linear: the onednn backend uses all 8 bits; reduce_range needs fbgemm")
         self.backend = backend
         weight = linear.weight.detach().float()
-        bias = None if linear.bias is None else linear.bias.detach().float().clone()
+        self._bias = None if linear.bias is None else linear.bias.detach().float().clone()
         observer = per_channel_dynamic_qconfig.weight()  # symmetric int8, one scale per output row
         observer(weight)
         scales, zero_points = observer.calculate_qparams()
-        self._bias = bias
         if backend == "onednn":
             self._qweight = torch.round(weight / scales[:, None]).clamp_(-128, 127).to(torch.int8)
             self._weight_scales = scales.float()
