@@ -77,6 +77,7 @@ def test_overrides_use_the_yaml_structure(tmp_path):
         ("training.batch_size=0", "training.batch_size=0 must be at least 1"),
         ("training.learning_rate=-1", "training.learning_rate=-1.0 must be a positive"),
         ("training.warmup_ratio=1.5", "training.warmup_ratio=1.5 must be in [0, 1)"),
+        ("training.layerwise_lr_decay=0", "training.layerwise_lr_decay=0.0 must be in (0, 1]"),
         ("training.metric_for_best=bleu", "training.metric_for_best='bleu' must be one of"),
         ("training.mixed_precision=fp8", "training.mixed_precision='fp8' must be one of"),
         ("data.label_names=[good]", "data.label_names=['good'] must list at least 2"),
@@ -90,6 +91,11 @@ def test_bad_values_name_the_key(override, named):
         load_job_config(REPO_ROOT / "configs" / "demo.yaml", [override])
     assert named in str(error.value)
     assert "\n" not in str(error.value)
+
+
+def test_layerwise_lr_decay_is_refused_for_the_baselines():
+    with pytest.raises(ConfigError, match="layerwise_lr_decay=0.8 applies to BERT's layers only; model.arch is 'han'"):
+        load_job_config(REPO_ROOT / "configs" / "demo.yaml", ["training.layerwise_lr_decay=0.8", "model.arch=han"])
 
 
 def test_unreadable_and_non_mapping_files_are_config_errors(tmp_path):

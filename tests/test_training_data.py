@@ -17,7 +17,7 @@ from attnlens.training.checkpointing import resolve_resume
 from attnlens.training.config import TrainingConfig
 from attnlens.training.data import load_examples, tokenize_examples
 from attnlens.training.metrics import ClassificationMetrics
-from attnlens.training.optim import build_optimizer, build_scheduler
+from attnlens.training.optim import build_optimizer, build_scheduler, is_decayed
 
 LABELS = ["negative", "positive"]
 
@@ -182,4 +182,31 @@ def test_resume_ignores_unfinished_checkpoints(tmp_path):
     assert resolve_resume("auto", tmp_path / "fresh") is None
     with pytest.raises(Exception, match="unfinished checkpoint"):
         resolve_resume(str(root / "checkpoint-120.tmp"), tmp_path)
+
+
+
+def test_layerwise_lr_decay_gives_each_depth_its_rate_and_keeps_weight_decay_rules():
+    from attnlens import BertConfig, BertForSequenceClassification
+
+    model = BertForSequenceClassification(
+        BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=3, num_attention_heads=2, intermediate_size=16)
+    )
+    training = TrainingConfig(learning_rate=1e-3, weight_decay=0.1, layerwise_lr_decay=0.5)
+    optimizer = build_optimizer(model, training)
+    rate_of = {id(p): (g["lr"], g["weight_decay"]) for g in optimizer.param_groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert len(rate_of) == len(named)  # every parameter in exactly one group
+    expected_depth = {"bert.embeddings.word_embeddings.weight": 0, "bert.encoder.layer.0.output.dense.weight": 1,
+                      "bert.encoder.layer.2.attention.self.query.bias": 3, "bert.pooler.dense.weight": 4,
+                      "classifier.weight": 4, "bert.encoder.layer.1.output.LayerNorm.weight": 2}
+    for name, depth in expected_depth.items():
+        lr, decay = rate_of[id(named[name])]
+        assert lr == pytest.approx(1e-3 * 0.5 ** (4 - depth)), name
+        assert decay == (0.1 if is_decayed(name, named[name]) else 0.0), name
+    # The schedule scales every group's own rate by the same factor.
+    scheduler = build_scheduler(optimizer, total_steps=10, warmup_steps=0)
+    optimizer.step()
+    scheduler.step()
+    assert [g["lr"] / g["initial_lr"] for g in optimizer.param_groups] == pytest.approx(
+        [0.9] * len(optimizer.param_groups))
 

@@ -67,6 +67,8 @@ class TrainingConfig:
     learning_rate: float = 5e-5
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
+    # Learning rate of each layer = this ** (layers above it) x learning_rate; 1.0 -> one rate for all.
+    layerwise_lr_decay: float = 1.0
     max_grad_norm: float | None = 1.0
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
@@ -292,6 +294,11 @@ def validate_job_config(config: JobConfig, source: str = "config") -> None:
         fail("training.weight_decay", training.weight_decay, "must be 0 or more")
     if not 0.0 <= training.warmup_ratio < 1.0:
         fail("training.warmup_ratio", training.warmup_ratio, "must be in [0, 1)")
+    if not 0.0 < training.layerwise_lr_decay <= 1.0:
+        fail("training.layerwise_lr_decay", training.layerwise_lr_decay, "must be in (0, 1]")
+    if training.layerwise_lr_decay != 1.0 and config.model.arch != "bert":
+        fail("training.layerwise_lr_decay", training.layerwise_lr_decay,
+             f"applies to BERT's layers only; model.arch is {config.model.arch!r} (use 1.0)")
     if training.max_grad_norm is not None and training.max_grad_norm <= 0:
         fail("training.max_grad_norm", training.max_grad_norm, "must be positive (or null for no clipping)")
     for key, value in (("training.adam_beta1", training.adam_beta1), ("training.adam_beta2", training.adam_beta2)):

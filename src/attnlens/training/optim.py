@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
@@ -15,17 +17,39 @@ def is_decayed(name: str, parameter: nn.Parameter) -> bool:
     return parameter.ndim >= 2 and "LayerNorm" not in name and not name.endswith(".bias")
 
 
+_ENCODER_LAYER = re.compile(r"(?:^|\.)encoder\.layer\.(\d+)\.")
+
+
+def layer_depth(name: str, num_layers: int) -> int:
+    """0 for the embeddings, i + 1 for encoder layer i, num_layers + 1 for what sits on top
+    (pooler, classifier): the depth layer-wise learning-rate decay counts down from."""
+    if ".embeddings." in f".{name}":
+        return 0
+    match = _ENCODER_LAYER.search(name)
+    return int(match.group(1)) + 1 if match else num_layers + 1
+
+
 def build_optimizer(model: nn.Module, training: TrainingConfig) -> torch.optim.AdamW:
-    decayed, not_decayed = [], []
+    """Two groups (decayed or not), or, with `layerwise_lr_decay` < 1, two per depth, each depth's
+    learning rate `decay ** (distance from the top)` times the configured one: the lower layers,
+    whose general features fine-tuning should keep, move less than the new classifier on top."""
+    decay = training.layerwise_lr_decay
+    num_layers = getattr(getattr(model, "config", None), "num_hidden_layers", 0)
+    groups: dict[tuple[int, bool], dict] = {}
     for name, parameter in model.named_parameters():
-        if parameter.requires_grad:
-            (decayed if is_decayed(name, parameter) else not_decayed).append(parameter)
-    groups = [
-        {"params": decayed, "weight_decay": training.weight_decay},
-        {"params": not_decayed, "weight_decay": 0.0},
-    ]
+        if not parameter.requires_grad:
+            continue
+        depth = layer_depth(name, num_layers) if decay != 1.0 else num_layers + 1
+        with_decay = is_decayed(name, parameter)
+        group = groups.setdefault((depth, with_decay), {
+            "params": [], "weight_decay": training.weight_decay if with_decay else 0.0,
+            "lr": training.learning_rate * decay ** (num_layers + 1 - depth),
+        })
+        group["params"].append(parameter)
+    # Decayed group first, then the rest, top depth first (what the two-group layout always was).
+    ordered = sorted(groups.items(), key=lambda item: (-item[0][0], not item[0][1]))
     return torch.optim.AdamW(
-        groups,
+        [group for _, group in ordered],
         lr=training.learning_rate,
         betas=(training.adam_beta1, training.adam_beta2),
         eps=training.adam_epsilon,
