@@ -3,7 +3,9 @@
     python benchmarks/serve_load.py --clients 16 --duration 20
 
 - Offline reference: `Predictor.predict` (and `explain_batch` for the explain workload) on the
-  same texts, in full batches of the server's batch size, in this process.
+  same texts, in full batches of the server's batch size, on the same CPU as the server: with
+  `--workers N` (N server processes of `--threads` torch threads each), N offline processes of
+  `--threads` threads running side by side (`--offline threads`: one process, N x threads).
 - Served: `bentoml serve` on a free 127.0.0.1 port with the same model and a bounded closed loop:
   `--clients` concurrent clients, each sends `--texts-per-request` texts per request (1) and the next one as soon as
   the answer arrives. The load generator is a light raw HTTP/1.1 client (`--client httpx` for
@@ -97,6 +99,53 @@ class OfflineReference:
         return done, time.perf_counter() - started
 
 
+def _offline_worker(connection, model_dir: str, batch_size: int, threads: int, quantize: str, index: int) -> None:
+    """One offline process of `OfflinePool`: loads the model, then runs what it is sent."""
+    reference = OfflineReference(model_dir, batch_size, threads, quantize)
+    reference.position = index * 1000  # each process its own texts, as each server worker gets its own
+    texts = load_texts()
+    reference.run(texts["short"], 1.0, explain=False)  # warm-up
+    connection.send("ready")
+    while (message := connection.recv()) is not None:
+        workload, seconds, explain = message
+        connection.send(reference.run(texts[workload], seconds, explain))
+
+
+class OfflinePool:
+    """`processes` copies of the offline reference running at the same time, each with `threads`
+    torch threads: the library laid out like a server with that many workers, on the same CPU."""
+
+    def __init__(self, model_dir: str, batch_size: int, threads: int, quantize: str, processes: int) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self.connections, self.processes = [], []
+        for index in range(processes):
+            ours, theirs = context.Pipe()
+            process = context.Process(target=_offline_worker, daemon=True,
+                                      args=(theirs, model_dir, batch_size, threads, quantize, index))
+            process.start()
+            self.connections.append(ours)
+            self.processes.append(process)
+        for connection in self.connections:
+            if connection.recv() != "ready":
+                raise SystemExit("an offline process failed to start")
+
+    def run(self, workload: str, duration: float, explain: bool) -> tuple[int, float]:
+        """(texts done by all processes, seconds each ran): they run side by side, so the pool's
+        throughput is the sum of the processes' texts over the (common) duration."""
+        for connection in self.connections:
+            connection.send((workload, duration, explain))
+        results = [connection.recv() for connection in self.connections]
+        return sum(done for done, _ in results), statistics.mean(seconds for _, seconds in results)
+
+    def close(self) -> None:
+        for connection in self.connections:
+            connection.send(None)
+        for process in self.processes:
+            process.join(30)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -104,8 +153,9 @@ def free_port() -> int:
 
 
 def start_server(model_dir: str, port: int, threads: int, batch_size: int, log_path: Path,
-                 quantize: str = "none") -> subprocess.Popen:
+                 quantize: str = "none", workers: int = 1) -> subprocess.Popen:
     env = {**os.environ, "ATTNLENS_MODEL": model_dir, "ATTNLENS_THREADS": str(threads), "ATTNLENS_QUANTIZE": quantize,
+           "ATTNLENS_WORKERS": str(workers),
            "ATTNLENS_BATCH_SIZE": str(batch_size), "ATTNLENS_MAX_CONCURRENCY": "1000", "ATTNLENS_TIMEOUT": "300",
            "BENTOML_DO_NOT_TRACK": "true", "TOKENIZERS_PARALLELISM": "false"}
     bentoml = str(Path(sys.executable).with_name("bentoml"))
@@ -229,7 +279,13 @@ def main() -> int:
                         help="ATTNLENS_BATCH_SIZE of the server (default: --batch-size); below the number of "
                              "clients, the next batch queues while one runs, so the model never waits for clients")
     parser.add_argument("--texts-per-request", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads, both sides")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                        help="torch threads per server worker; the offline side gets threads x workers")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="server worker processes (ATTNLENS_WORKERS), each with --threads torch threads")
+    parser.add_argument("--offline", choices=("processes", "threads"), default="processes",
+                        help="offline layout with --workers > 1: one process per worker (the server's layout), "
+                             "or one process with threads x workers torch threads")
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--client", choices=("raw", "httpx"), default="raw",
                         help="load generator: raw asyncio HTTP/1.1 (light) or httpx (what earlier runs used)")
@@ -243,7 +299,9 @@ def main() -> int:
     print(f"model: {model_dir}\nmachine: {platform.machine()}, {os.cpu_count()} cores, load average "
           f"{os.getloadavg()[0]:.1f}; {args.clients} clients x {args.texts_per_request} texts per request; {args.duration:.0f} s per workload and side in "
           f"{args.rounds} rounds; batch size {args.batch_size} offline, {args.server_batch_size or args.batch_size} served; "
-          f"{args.threads} torch threads; {args.client} client; access log {os.environ.get('ATTNLENS_ACCESS_LOG') or 'on'}; quantize "
+          f"{args.workers} server worker(s) x {args.threads} torch threads; offline "
+          f"{f'{args.workers} processes x {args.threads}' if args.offline == 'processes' and args.workers > 1 else args.workers * args.threads} threads; "
+          f"{args.client} client; access log {os.environ.get('ATTNLENS_ACCESS_LOG') or 'on'}; quantize "
           f"{args.quantize}", flush=True)
 
     # The server starts first and idles while the library is timed: offline and served slices
@@ -251,11 +309,21 @@ def main() -> int:
     port = free_port()
     log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"attnlens-serve-load-{port}.log"
     server_batch_size = args.server_batch_size or args.batch_size
-    process = start_server(model_dir, port, args.threads, server_batch_size, log_path, args.quantize)
-    results = {}
+    process = start_server(model_dir, port, args.threads, server_batch_size, log_path, args.quantize, args.workers)
+    results, offline = {}, None
     try:
-        offline = OfflineReference(model_dir, args.batch_size, args.threads, args.quantize)
-        offline.run(texts["short"], 1.0, explain=False)  # warm-up, not reported
+        # The same CPU on both sides. "processes": the library laid out like the server, one process
+        # per worker with the same threads; "threads": one process with every worker's threads.
+        if args.offline == "processes" and args.workers > 1:
+            offline = OfflinePool(model_dir, args.batch_size, args.threads, args.quantize, args.workers)
+            run_offline = offline.run
+        else:
+            offline = OfflineReference(model_dir, args.batch_size, args.threads * args.workers, args.quantize)
+            offline.run(texts["short"], 1.0, explain=False)  # warm-up, not reported
+
+            def run_offline(workload: str, seconds: float, explain: bool) -> tuple[int, float]:
+                return offline.run(texts[workload], seconds, explain)
+
         url = f"http://127.0.0.1:{port}"
         asyncio.run(closed_loop(url, texts["short"], args.clients, 3.0, False, client_kind=args.client))  # warm-up
         for workload in workloads:
@@ -263,7 +331,7 @@ def main() -> int:
             slice_seconds = args.duration / args.rounds
             served_slices, offline_done, offline_seconds = [], 0, 0.0
             for round_index in range(args.rounds):
-                done, seconds = offline.run(texts[workload], slice_seconds, explain)
+                done, seconds = run_offline(workload, slice_seconds, explain)
                 offline_done, offline_seconds = offline_done + done, offline_seconds + seconds
                 served_slices.append(asyncio.run(closed_loop(url, texts[workload], args.clients, slice_seconds,
                                                              explain, start_at=round_index * 1000,
@@ -275,6 +343,8 @@ def main() -> int:
     finally:
         process.terminate()
         process.wait(60)
+        if isinstance(offline, OfflinePool):
+            offline.close()
 
     print("\nlatencies are per request")
     print("| workload | served texts/s | offline texts/s | ratio | p50 ms | p95 ms | p99 ms | requests | errors |")
@@ -287,6 +357,7 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps({"model": model_dir, "clients": args.clients, "duration": args.duration,
                                          "quantize": args.quantize, "threads": args.threads,
+                                         "workers": args.workers, "offline": args.offline,
                                          "batch_size": args.batch_size, "server_batch_size": server_batch_size,
                                          "client": args.client,
                                          "access_log": os.environ.get("ATTNLENS_ACCESS_LOG") or "on",

@@ -1,0 +1,50 @@
+"""Several worker processes behind one port (`ATTNLENS_WORKERS`), the layout docs/serving.md
+recommends for throughput on CPU: each worker loads the model, and both take requests."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import psutil
+from service_harness import running_server, save_tiny_classifier
+
+from attnlens import BertForSequenceClassification, load_tokenizer
+from attnlens.predict import Predictor
+
+
+def worker_processes(server_pid: int) -> list[psutil.Process]:
+    """The processes under `bentoml serve` that run the service (BentoML starts them with
+    `--worker-id`)."""
+    return [child for child in psutil.Process(server_pid).children(recursive=True)
+            if "--worker-id" in child.cmdline()]
+
+
+def test_two_workers_both_serve_correct_predictions(tmp_path):
+    model_dir = save_tiny_classifier(tmp_path / "tiny")
+    texts = [f"review {i}: " + ("a fine film " if i % 2 else "a dull plot ") * (1 + i % 9) for i in range(240)]
+    expected = Predictor(BertForSequenceClassification.from_pretrained(str(model_dir)).eval(),
+                         load_tokenizer(str(model_dir))).predict(texts)
+    (tmp_path / "serve").mkdir()
+    with running_server(tmp_path / "serve", str(model_dir), ATTNLENS_WORKERS="2") as server:
+        workers = worker_processes(server.process.pid)
+        assert len(workers) == 2, [w.cmdline() for w in workers]
+        cpu_before = [sum(w.cpu_times()[:2]) for w in workers]
+
+        def one(i: int) -> httpx.Response:  # a new connection each: the kernel spreads them over workers
+            return httpx.post(f"{server.url}/predict", content=json.dumps({"texts": [texts[i]]}),
+                              headers={"Content-Type": "application/json"}, timeout=60)
+
+        with ThreadPoolExecutor(max_workers=24) as pool:
+            responses = list(pool.map(one, range(len(texts))))
+        cpu_used = [sum(w.cpu_times()[:2]) - before for w, before in zip(workers, cpu_before, strict=True)]
+
+    assert [r.status_code for r in responses] == [200] * len(texts)
+    for response, prediction in zip(responses, expected, strict=True):
+        (served,) = response.json()
+        assert (served["label"], served["num_tokens"]) == (prediction.label, prediction.num_tokens)
+        assert abs(served["score"] - prediction.score) < 1e-5
+    # Both workers computed: an idle worker uses ~0.01 s of CPU in this time, one that answers
+    # even a tenth of 240 requests (parsing, tokenising, the model) well over 0.1 s.
+    assert min(cpu_used) > 0.1, cpu_used
