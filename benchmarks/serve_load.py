@@ -301,7 +301,8 @@ def main() -> int:
           f"{args.rounds} rounds; batch size {args.batch_size} offline, {args.server_batch_size or args.batch_size} served; "
           f"{args.workers} server worker(s) x {args.threads} torch threads; offline "
           f"{f'{args.workers} processes x {args.threads}' if args.offline == 'processes' and args.workers > 1 else args.workers * args.threads} threads; "
-          f"{args.client} client; access log {os.environ.get('ATTNLENS_ACCESS_LOG') or 'on'}; quantize "
+          f"{args.client} client; access log {os.environ.get('ATTNLENS_ACCESS_LOG') or 'on'}; request tracing "
+          f"{os.environ.get('ATTNLENS_TRACE_REQUESTS') or 'on'}; quantize "
           f"{args.quantize}", flush=True)
 
     # The server starts first and idles while the library is timed: offline and served slices
@@ -361,6 +362,7 @@ def main() -> int:
                                          "batch_size": args.batch_size, "server_batch_size": server_batch_size,
                                          "client": args.client,
                                          "access_log": os.environ.get("ATTNLENS_ACCESS_LOG") or "on",
+                                         "trace_requests": os.environ.get("ATTNLENS_TRACE_REQUESTS") or "on",
                                          "texts_per_request": args.texts_per_request,
                                          "results": results}, indent=2, default=str))
     return 0

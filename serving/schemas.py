@@ -30,6 +30,19 @@ def env_int(name: str, default: int, minimum: int = 1) -> int:
     return value
 
 
+def env_flag(name: str, default: bool) -> bool:
+    """An on/off setting: 1/true/yes/on or 0/false/no/off; anything else is an error naming it
+    (a typo must not silently leave a setting at its default)."""
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"{name}={raw!r} is not one of 1/true/yes/on or 0/false/no/off")
+
+
 MAX_TEXTS = env_int("ATTNLENS_MAX_TEXTS", 64)
 MAX_CHARS = env_int("ATTNLENS_MAX_CHARS", 20_000)
 

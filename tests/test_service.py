@@ -203,6 +203,15 @@ def test_health_readiness_and_metrics(server):
     assert 'attnlens_batch_texts_count{kind="predict"}' in metrics
 
 
+def test_by_default_requests_are_traced_and_logged(server):
+    """The defaults keep BentoML's request id and access log; tests/test_service_workers.py checks
+    that ATTNLENS_TRACE_REQUESTS=0 and ATTNLENS_ACCESS_LOG=0 turn them off."""
+    response = post(server, "/predict", {"texts": ["traced and logged"]})
+    assert response.status_code == 200
+    request_id = response.headers["x-bentoml-request-id"]
+    assert "path=/predict" in server.log() and f"span={request_id}" in server.log()
+
+
 def test_openapi_declares_the_errors_the_server_sends(server):
     document = httpx.get(f"{server.url}/docs.json").json()
     for route in ("/predict", "/explain"):

@@ -1,5 +1,6 @@
-"""Several worker processes behind one port (`ATTNLENS_WORKERS`), the layout docs/serving.md
-recommends for throughput on CPU: each worker loads the model, and both take requests."""
+"""The throughput settings of docs/serving.md on a real server: several worker processes behind
+one port (`ATTNLENS_WORKERS`; each loads the model, and both take requests), no span and no
+access-log line per request (`ATTNLENS_TRACE_REQUESTS=0`, `ATTNLENS_ACCESS_LOG=0`)."""
 
 from __future__ import annotations
 
@@ -21,13 +22,14 @@ def worker_processes(server_pid: int) -> list[psutil.Process]:
             if "--worker-id" in child.cmdline()]
 
 
-def test_two_workers_both_serve_correct_predictions(tmp_path):
+def test_two_lean_workers_both_serve_correct_predictions(tmp_path):
     model_dir = save_tiny_classifier(tmp_path / "tiny")
     texts = [f"review {i}: " + ("a fine film " if i % 2 else "a dull plot ") * (1 + i % 9) for i in range(240)]
     expected = Predictor(BertForSequenceClassification.from_pretrained(str(model_dir)).eval(),
                          load_tokenizer(str(model_dir))).predict(texts)
     (tmp_path / "serve").mkdir()
-    with running_server(tmp_path / "serve", str(model_dir), ATTNLENS_WORKERS="2") as server:
+    with running_server(tmp_path / "serve", str(model_dir), ATTNLENS_WORKERS="2", ATTNLENS_TRACE_REQUESTS="0",
+                        ATTNLENS_ACCESS_LOG="0") as server:
         workers = worker_processes(server.process.pid)
         assert len(workers) == 2, [w.cmdline() for w in workers]
         cpu_before = [sum(w.cpu_times()[:2]) for w in workers]
@@ -39,6 +41,11 @@ def test_two_workers_both_serve_correct_predictions(tmp_path):
         with ThreadPoolExecutor(max_workers=24) as pool:
             responses = list(pool.map(one, range(len(texts))))
         cpu_used = [sum(w.cpu_times()[:2]) - before for w, before in zip(workers, cpu_before, strict=True)]
+        log = server.log()
+
+    # No request span (so no request id) and no access-log line; both are on by default (test_service.py).
+    assert all("x-bentoml-request-id" not in r.headers for r in responses)
+    assert "path=/predict" not in log
 
     assert [r.status_code for r in responses] == [200] * len(texts)
     for response, prediction in zip(responses, expected, strict=True):
