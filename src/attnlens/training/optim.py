@@ -46,7 +46,8 @@ def build_optimizer(model: nn.Module, training: TrainingConfig) -> torch.optim.A
             "lr": training.learning_rate * decay ** (num_layers + 1 - depth),
         })
         group["params"].append(parameter)
-    # Decayed group first, then the rest, top depth first (what the two-group layout always was).
+    # Top depth first, decayed before not decayed within a depth: with one rate this is the
+    # (decayed, not decayed) layout earlier checkpoints saved their optimizer state in.
     ordered = sorted(groups.items(), key=lambda item: (-item[0][0], not item[0][1]))
     return torch.optim.AdamW(
         [group for _, group in ordered],
