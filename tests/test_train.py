@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -260,3 +261,15 @@ def test_bad_row_stops_before_training_naming_file_row_and_value(tmp_path, tiny_
     assert result.returncode == 2
     assert f"{bad}: row 2: label 'maybe'" in result.stderr
     assert not (tmp_path / "out" / "checkpoints").exists()
+
+
+def test_resuming_with_other_optimizer_groups_names_the_setting(tmp_path, tiny_base, review_files, uninterrupted_run):
+    """A checkpoint written with one learning rate for all layers cannot continue with per-layer
+    rates: the error names the checkpoint and the setting, not only torch's internals."""
+    config = write_job_config(tmp_path, tiny_base, *review_files)
+    shutil.copytree(uninterrupted_run / "checkpoints", tmp_path / "out" / "checkpoints")
+    result = run_job(config, "training.layerwise_lr_decay=0.5", "training.epochs=3", timeout=120)
+    assert result.returncode == 2, result.stderr[-3000:]
+    message = result.stderr.strip().splitlines()[-1]
+    assert "checkpoint-80: its optimizer state has other parameter groups" in message, message
+    assert "training.layerwise_lr_decay=0.5" in message and "training.resume=none" in message

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from attnlens import DEFAULT_BASE_MODEL, BertForSequenceClassification, load_tokenizer
 from attnlens.baselines.job_config import build_baseline_model
-from attnlens.errors import AttnlensError
+from attnlens.errors import AttnlensError, CheckpointError
 from attnlens.training.batching import LengthGroupedSampler, PaddingCollator, sorted_by_length
 from attnlens.training.checkpointing import (
     JobState,
@@ -256,7 +256,17 @@ class FineTuningJob:
                 remove_checkpoints(self.accelerator, self.output_dir)
             return
         self.accelerator.print(f"resuming from {self.resume_from}")
-        self.accelerator.load_state(str(self.resume_from))
+        try:
+            self.accelerator.load_state(str(self.resume_from))
+        except ValueError as error:  # torch's optimizer check, which names no setting
+            if "parameter group" not in str(error):
+                raise
+            raise CheckpointError(
+                f"{self.resume_from}: its optimizer state has other parameter groups than this run "
+                f"(training.layerwise_lr_decay={self.config.training.layerwise_lr_decay} or the model differ "
+                f"from the run that wrote it; torch: {error}); resume with the same settings, or start "
+                "over with training.resume=none"
+            ) from error
 
     def run(self) -> dict[str, Any]:
         self.restore_or_start_fresh()
