@@ -12,6 +12,8 @@
   httpx): it runs on the same cores as the server, so its own CPU is taken from the server.
 Each gets `--duration` seconds per workload, in `--rounds` alternating slices, so that on a
 shared machine both see the same background load.
+Besides throughput and latency, each side's CPU time per text: the server's worker processes
+during the served slices (psutil), the offline process(es) during theirs.
 
 Workloads: short SST-2 validation sentences, long IMDB reviews (truncated to 512 tokens), short
 sentences with `"explain": true`. Texts are read from ../shared/data at run time. The model is
@@ -99,6 +101,29 @@ class OfflineReference:
         return done, time.perf_counter() - started
 
 
+def timed_cpu(run, *args) -> tuple[int, float, float]:
+    """`run(*args)`'s (texts, seconds) plus the CPU seconds this process spent in it (all threads)."""
+    started = time.process_time()
+    done, seconds = run(*args)
+    return done, seconds, time.process_time() - started
+
+
+def server_cpu_seconds(server: subprocess.Popen) -> float:
+    """CPU seconds used so far by the server's worker processes (BentoML starts them with
+    `--worker-id`): what the service spends on HTTP, validation, batching and the model."""
+    import psutil
+
+    total = 0.0
+    for child in psutil.Process(server.pid).children(recursive=True):
+        try:
+            if "--worker-id" in child.cmdline():
+                times = child.cpu_times()
+                total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
 def _offline_worker(connection, model_dir: str, batch_size: int, threads: int, quantize: str, index: int) -> None:
     """One offline process of `OfflinePool`: loads the model, then runs what it is sent."""
     reference = OfflineReference(model_dir, batch_size, threads, quantize)
@@ -108,7 +133,7 @@ def _offline_worker(connection, model_dir: str, batch_size: int, threads: int, q
     connection.send("ready")
     while (message := connection.recv()) is not None:
         workload, seconds, explain = message
-        connection.send(reference.run(texts[workload], seconds, explain))
+        connection.send(timed_cpu(reference.run, texts[workload], seconds, explain))
 
 
 class OfflinePool:
@@ -131,13 +156,14 @@ class OfflinePool:
             if connection.recv() != "ready":
                 raise SystemExit("an offline process failed to start")
 
-    def run(self, workload: str, duration: float, explain: bool) -> tuple[int, float]:
-        """(texts done by all processes, seconds each ran): they run side by side, so the pool's
-        throughput is the sum of the processes' texts over the (common) duration."""
+    def run(self, workload: str, duration: float, explain: bool) -> tuple[int, float, float]:
+        """(texts done by all processes, seconds each ran, CPU seconds of all): they run side by
+        side, so the pool's throughput is the sum of the processes' texts over the (common) duration."""
         for connection in self.connections:
             connection.send((workload, duration, explain))
         results = [connection.recv() for connection in self.connections]
-        return sum(done for done, _ in results), statistics.mean(seconds for _, seconds in results)
+        return (sum(done for done, _, _ in results), statistics.mean(seconds for _, seconds, _ in results),
+                sum(cpu for _, _, cpu in results))
 
     def close(self) -> None:
         for connection in self.connections:
@@ -322,23 +348,28 @@ def main() -> int:
             offline = OfflineReference(model_dir, args.batch_size, args.threads * args.workers, args.quantize)
             offline.run(texts["short"], 1.0, explain=False)  # warm-up, not reported
 
-            def run_offline(workload: str, seconds: float, explain: bool) -> tuple[int, float]:
-                return offline.run(texts[workload], seconds, explain)
+            def run_offline(workload: str, seconds: float, explain: bool) -> tuple[int, float, float]:
+                return timed_cpu(offline.run, texts[workload], seconds, explain)
 
         url = f"http://127.0.0.1:{port}"
         asyncio.run(closed_loop(url, texts["short"], args.clients, 3.0, False, client_kind=args.client))  # warm-up
         for workload in workloads:
             explain = workload.endswith("+explain")
             slice_seconds = args.duration / args.rounds
-            served_slices, offline_done, offline_seconds = [], 0, 0.0
+            served_slices, offline_done, offline_seconds, offline_cpu, served_cpu = [], 0, 0.0, 0.0, 0.0
             for round_index in range(args.rounds):
-                done, seconds = run_offline(workload, slice_seconds, explain)
-                offline_done, offline_seconds = offline_done + done, offline_seconds + seconds
+                done, seconds, cpu = run_offline(workload, slice_seconds, explain)
+                offline_done, offline_seconds, offline_cpu = offline_done + done, offline_seconds + seconds, offline_cpu + cpu
+                cpu_before = server_cpu_seconds(process)
                 served_slices.append(asyncio.run(closed_loop(url, texts[workload], args.clients, slice_seconds,
                                                              explain, start_at=round_index * 1000,
                                                              per_request=args.texts_per_request,
                                                              client_kind=args.client)))
+                served_cpu += server_cpu_seconds(process) - cpu_before
             results[workload] = summarise(served_slices, offline_done, offline_seconds)
+            served_texts = sum(part["texts"] for part in served_slices)
+            results[workload]["server_cpu_ms_per_text"] = 1000 * served_cpu / max(1, served_texts)
+            results[workload]["offline_cpu_ms_per_text"] = 1000 * offline_cpu / max(1, offline_done)
             print(f"{workload}: {results[workload]['throughput']:.1f} served vs "
                   f"{results[workload]['offline_throughput']:.1f} offline texts/s", flush=True)
     finally:
@@ -348,10 +379,12 @@ def main() -> int:
             offline.close()
 
     print("\nlatencies are per request")
-    print("| workload | served texts/s | offline texts/s | ratio | p50 ms | p95 ms | p99 ms | requests | errors |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| workload | served texts/s | offline texts/s | ratio | CPU ms/text served (server) | offline | "
+          "p50 ms | p95 ms | p99 ms | requests | errors |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for workload, r in results.items():
         print(f"| {workload} | {r['throughput']:.1f} | {r['offline_throughput']:.1f} | {r['ratio']:.2f}x | "
+              f"{r['server_cpu_ms_per_text']:.2f} | {r['offline_cpu_ms_per_text']:.2f} | "
               f"{r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['p99_ms']:.0f} | {r['requests']} | "
               f"{sum(r['errors'].values())} {r['errors'] or ''} |")
     print(f"load average after: {os.getloadavg()[0]:.1f}")
