@@ -279,7 +279,8 @@ async def closed_loop(url: str, pool: list[str], clients: int, duration: float, 
     return {"latencies": latencies, "texts": texts_done[0], "errors": errors, "seconds": elapsed}
 
 
-def summarise(slices: list[dict], offline_done: int, offline_seconds: float) -> dict:
+def summarise(slices: list[dict], offline_done: int, offline_seconds: float, served_cpu: float,
+              offline_cpu: float) -> dict:
     latencies = [x for part in slices for x in part["latencies"]]
     errors: dict[str, int] = {}
     for part in slices:
@@ -287,11 +288,12 @@ def summarise(slices: list[dict], offline_done: int, offline_seconds: float) -> 
             errors[key] = errors.get(key, 0) + count
     seconds = sum(part["seconds"] for part in slices)
     quantiles = statistics.quantiles(latencies, n=100) if len(latencies) >= 2 else [float("nan")] * 99
-    served = sum(part["texts"] for part in slices) / seconds
-    offline = offline_done / offline_seconds
+    served_texts = sum(part["texts"] for part in slices)
+    served, offline = served_texts / seconds, offline_done / offline_seconds
     return {"requests": len(latencies), "throughput": served, "errors": errors, "p50_ms": 1000 * quantiles[49],
             "p95_ms": 1000 * quantiles[94], "p99_ms": 1000 * quantiles[98], "offline_throughput": offline,
-            "ratio": served / offline}
+            "ratio": served / offline, "server_cpu_ms_per_text": 1000 * served_cpu / max(1, served_texts),
+            "offline_cpu_ms_per_text": 1000 * offline_cpu / max(1, offline_done)}
 
 
 def main() -> int:
@@ -320,13 +322,15 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     workloads = [w for w in args.workloads.split(",") if w]
+    pooled = args.offline == "processes" and args.workers > 1
+    offline_layout = f"{args.workers} processes x {args.threads}" if pooled else str(args.workers * args.threads)
     model_dir = pick_model(args.model)
     texts = load_texts()
     print(f"model: {model_dir}\nmachine: {platform.machine()}, {os.cpu_count()} cores, load average "
           f"{os.getloadavg()[0]:.1f}; {args.clients} clients x {args.texts_per_request} texts per request; {args.duration:.0f} s per workload and side in "
           f"{args.rounds} rounds; batch size {args.batch_size} offline, {args.server_batch_size or args.batch_size} served; "
           f"{args.workers} server worker(s) x {args.threads} torch threads; offline "
-          f"{f'{args.workers} processes x {args.threads}' if args.offline == 'processes' and args.workers > 1 else args.workers * args.threads} threads; "
+          f"{offline_layout} threads; "
           f"{args.client} client; access log {os.environ.get('ATTNLENS_ACCESS_LOG') or 'on'}; request tracing "
           f"{os.environ.get('ATTNLENS_TRACE_REQUESTS') or 'on'}; quantize "
           f"{args.quantize}", flush=True)
@@ -341,7 +345,7 @@ def main() -> int:
     try:
         # The same CPU on both sides. "processes": the library laid out like the server, one process
         # per worker with the same threads; "threads": one process with every worker's threads.
-        if args.offline == "processes" and args.workers > 1:
+        if pooled:
             offline = OfflinePool(model_dir, args.batch_size, args.threads, args.quantize, args.workers)
             run_offline = offline.run
         else:
@@ -366,10 +370,7 @@ def main() -> int:
                                                              per_request=args.texts_per_request,
                                                              client_kind=args.client)))
                 served_cpu += server_cpu_seconds(process) - cpu_before
-            results[workload] = summarise(served_slices, offline_done, offline_seconds)
-            served_texts = sum(part["texts"] for part in served_slices)
-            results[workload]["server_cpu_ms_per_text"] = 1000 * served_cpu / max(1, served_texts)
-            results[workload]["offline_cpu_ms_per_text"] = 1000 * offline_cpu / max(1, offline_done)
+            results[workload] = summarise(served_slices, offline_done, offline_seconds, served_cpu, offline_cpu)
             print(f"{workload}: {results[workload]['throughput']:.1f} served vs "
                   f"{results[workload]['offline_throughput']:.1f} offline texts/s", flush=True)
     finally:

@@ -184,7 +184,6 @@ def test_resume_ignores_unfinished_checkpoints(tmp_path):
         resolve_resume(str(root / "checkpoint-120.tmp"), tmp_path)
 
 
-
 def test_layerwise_lr_decay_gives_each_depth_its_rate_and_keeps_weight_decay_rules():
     from attnlens import BertConfig, BertForSequenceClassification
 
@@ -209,4 +208,3 @@ def test_layerwise_lr_decay_gives_each_depth_its_rate_and_keeps_weight_decay_rul
     scheduler.step()
     assert [g["lr"] / g["initial_lr"] for g in optimizer.param_groups] == pytest.approx(
         [0.9] * len(optimizer.param_groups))
-
