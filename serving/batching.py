@@ -20,10 +20,9 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
-
-import anyio
 
 # run_batch(texts, mode, should_stop) -> one result per text; it may raise when should_stop().
 RunBatch = Callable[[Sequence[str], str, Callable[[], bool]], list[Any]]
@@ -44,9 +43,11 @@ class _Request:
 class MicroBatcher:
     """Collects texts from concurrent `submit` calls and runs them through `run_batch` together.
 
-    `run_batch(texts, mode, should_stop)` is synchronous (it runs in a worker thread, one slice at a time, so
-    the model never runs two batches at once in this process); `model_lock` is shared with the
-    other model users of the process (explanations).
+    `run_batch(texts, mode, should_stop)` is synchronous: it runs in a thread of this batcher's,
+    one slice at a time, so the model never runs two batches at once; `model_lock` is shared with
+    the other model users of the process (explanations). The thread is a dedicated executor's,
+    handed each slice at once: `anyio.to_thread` first yields to the event loop, which delayed
+    the model's next slice behind every response and request being handled (5-20 ms measured).
     """
 
     def __init__(
@@ -64,6 +65,7 @@ class MicroBatcher:
         self.model_lock = model_lock or asyncio.Lock()
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="attnlens-batch")
         self.on_batch = on_batch  # called with the number of texts of every model call (metrics)
         self.batches_run = 0
         self._submitted = 0  # requests ever submitted
@@ -83,6 +85,7 @@ class MicroBatcher:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
+        self._executor.shutdown(wait=False)
 
     async def _collect(self) -> list[_Request]:
         """The next group: the first waiting request, everything queued behind it, and, while
@@ -131,8 +134,8 @@ class MicroBatcher:
 
                 async with self.model_lock:
                     try:
-                        outputs = await anyio.to_thread.run_sync(
-                            self.run_batch, [text for _, text in live], mode, all_abandoned
+                        outputs = await asyncio.get_running_loop().run_in_executor(
+                            self._executor, self.run_batch, [text for _, text in live], mode, all_abandoned
                         )
                     except Exception:
                         if all_abandoned():
