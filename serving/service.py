@@ -12,6 +12,7 @@ ATTNLENS_QUANTIZE, ATTNLENS_WARMUP_PASSES, ATTNLENS_ACCESS_LOG, ATTNLENS_TRACE_R
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import os
 import sys
@@ -105,34 +106,24 @@ class AttnlensService:
     """Sentiment of English texts (BERT fine-tuned on SST-2) with word importances explaining it."""
 
     def __init__(self) -> None:
-        import torch
-
-        from attnlens import load_tokenizer
-        from attnlens.allocator import keep_freed_memory
         from attnlens.model_source import resolve_model
-        from attnlens.models import load_model
-        from attnlens.predict import Predictor
         from serving.batching import MicroBatcher
+        from serving.model_process import ModelProcess
 
-        torch.set_num_threads(THREADS)
-        keep_freed_memory()  # reuse activation buffers across batches (attnlens.allocator)
         self.source = resolve_model()
         logger.info("loading model from %s", self.source.describe())
-        self.model = load_model(  # BERT or a baseline (birnn_attention / han), by config.json
-            self.source.name_or_path, revision=self.source.revision
-        ).eval()
-        self.tokenizer = load_tokenizer(self.source.name_or_path, revision=self.source.revision)
-        from attnlens.quantize import apply_quantization
-
-        self.predictor = Predictor(apply_quantization(self.model, QUANTIZE), self.tokenizer,
-                                   batch_size=BATCH_SIZE)
+        # BERT or a baseline (birnn_attention / han), by config.json, in a process of its own
+        # (serving/model_process.py says why); a model that cannot load stops the server here.
+        self.model = ModelProcess(self.source.name_or_path, self.source.revision, threads=THREADS,
+                                  batch_size=BATCH_SIZE, quantize=QUANTIZE, explain_chunk=EXPLAIN_CHUNK)
+        atexit.register(self.model.close)  # also when the worker stops without the shutdown hook
         self.model_lock = asyncio.Lock()
-        self.batcher = MicroBatcher(self._predict_slice, max_batch_size=BATCH_SIZE,
+        self.batcher = MicroBatcher(self.model.predict, max_batch_size=BATCH_SIZE,
                                     max_latency_ms=MAX_LATENCY_MS, model_lock=self.model_lock,
                                     on_batch=BATCH_TEXTS.labels(kind="predict").observe)
         # Explanations are batched across requests too (grouped by method); both batchers take
         # turns on the model through one lock.
-        self.explainer = MicroBatcher(self._explain_slice, max_batch_size=BATCH_SIZE,
+        self.explainer = MicroBatcher(self.model.explain, max_batch_size=BATCH_SIZE,
                                       max_latency_ms=MAX_LATENCY_MS, model_lock=self.model_lock,
                                       on_batch=BATCH_TEXTS.labels(kind="explain").observe)
         self._ready = False
@@ -164,21 +155,10 @@ class AttnlensService:
     def __is_ready__(self) -> bool:
         return self._ready
 
-    def _predict_slice(self, texts: list[str], long_text: str, should_stop) -> list:
-        return self.predictor.predict(texts, long_text=long_text, should_stop=should_stop)
-
-    def _explain_slice(self, texts: list[str], method: str, should_stop=None) -> list:
-        """Explanations in chunks of EXPLAIN_CHUNK texts, asking `should_stop` between chunks."""
-        from attnlens.explain import explain_batch
-        from attnlens.predict import PredictionCancelled
-
-        results = []
-        for first in range(0, len(texts), EXPLAIN_CHUNK):
-            if should_stop is not None and should_stop():
-                raise PredictionCancelled(f"explanation stopped after {first} of {len(texts)} texts")
-            results += explain_batch(self.model, self.tokenizer, texts[first : first + EXPLAIN_CHUNK],
-                                     method=method, max_length=self.predictor.max_length)
-        return results
+    @bentoml.on_shutdown
+    def stop_model(self) -> None:
+        """After the requests in flight are answered: let the model process go."""
+        self.model.close()
 
     @bentoml.api(route="/predict")
     async def predict(

@@ -1,12 +1,16 @@
 """Readiness on a real server: /readyz is 503 while the model warms up, /livez 200 throughout,
-and a request that arrives during the warm-up is served, not refused."""
+and a request that arrives during the warm-up is served, not refused. A model process that dies
+is replaced, and the server keeps answering."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import httpx
-from service_harness import save_tiny_classifier, start_server, stop_server
+import psutil
+from service_harness import running_server, save_tiny_classifier, start_server, stop_server
 
 WARMUP_PASSES = 150  # each pass: a 2-text prediction and a grad_rollout explanation, ~10+ ms here
 
@@ -44,3 +48,26 @@ def test_readyz_is_503_until_the_warm_up_ends_and_requests_meanwhile_are_served(
         assert f"warmed up ({WARMUP_PASSES} passes)" in server.log()
     finally:
         stop_server(server.process)
+
+
+def test_a_killed_model_process_is_replaced_and_requests_are_answered(tmp_path):
+    model = save_tiny_classifier(tmp_path / "model")
+    body = {"texts": ["a fine film", "a dull plot"]}
+    (tmp_path / "serve").mkdir()
+    with running_server(tmp_path / "serve", str(model)) as server:
+        before = httpx.post(f"{server.url}/predict", json=body, timeout=60).json()
+        (worker,) = [p for p in psutil.Process(server.process.pid).children(recursive=True)
+                     if "--worker-id" in p.cmdline()]
+        (model_process,) = [p for p in worker.children() if "spawn_main" in " ".join(p.cmdline())]
+        os.kill(model_process.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while model_process.is_running() and model_process.status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline, "SIGKILL did not end the model process"
+            time.sleep(0.05)
+        after = httpx.post(f"{server.url}/predict", json=body, timeout=60)
+        assert after.status_code == 200, after.text
+        assert after.json() == before
+        assert httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200
+        assert "restarting the model process" in server.log()
+        replacements = [p for p in worker.children() if "spawn_main" in " ".join(p.cmdline())]
+        assert [p.pid for p in replacements] != [model_process.pid] and len(replacements) == 1

@@ -22,6 +22,11 @@ def worker_processes(server_pid: int) -> list[psutil.Process]:
             if "--worker-id" in child.cmdline()]
 
 
+def cpu_seconds(worker: psutil.Process) -> float:
+    """CPU time of a worker and its model process (serving/model_process.py), which computes."""
+    return sum(sum(process.cpu_times()[:2]) for process in (worker, *worker.children(recursive=True)))
+
+
 def test_two_lean_workers_both_serve_correct_predictions(tmp_path):
     model_dir = save_tiny_classifier(tmp_path / "tiny")
     texts = [f"review {i}: " + ("a fine film " if i % 2 else "a dull plot ") * (1 + i % 9) for i in range(240)]
@@ -32,7 +37,9 @@ def test_two_lean_workers_both_serve_correct_predictions(tmp_path):
                         ATTNLENS_ACCESS_LOG="0") as server:
         workers = worker_processes(server.process.pid)
         assert len(workers) == 2, [w.cmdline() for w in workers]
-        cpu_before = [sum(w.cpu_times()[:2]) for w in workers]
+        model_processes = [[c for c in w.children() if "spawn_main" in " ".join(c.cmdline())] for w in workers]
+        assert [len(found) for found in model_processes] == [1, 1], "one model process per worker"
+        cpu_before = [cpu_seconds(w) for w in workers]
 
         def one(i: int) -> httpx.Response:  # a new connection each: the kernel spreads them over workers
             return httpx.post(f"{server.url}/predict", content=json.dumps({"texts": [texts[i]]}),
@@ -40,7 +47,7 @@ def test_two_lean_workers_both_serve_correct_predictions(tmp_path):
 
         with ThreadPoolExecutor(max_workers=24) as pool:
             responses = list(pool.map(one, range(len(texts))))
-        cpu_used = [sum(w.cpu_times()[:2]) - before for w, before in zip(workers, cpu_before, strict=True)]
+        cpu_used = [cpu_seconds(w) - before for w, before in zip(workers, cpu_before, strict=True)]
         log = server.log()
 
     # No request span (so no request id) and no access-log line; both are on by default (test_service.py).

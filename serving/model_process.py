@@ -1,0 +1,228 @@
+"""The model in a process of its own, beside the HTTP worker that feeds it.
+
+Why not a thread of the worker: torch lets go of the GIL inside each operation but needs it back
+between operations, and Python hands the GIL to a waiting thread only after the holder has run
+for `sys.getswitchinterval()` (5 ms). Each burst of request handling on the event loop therefore
+stalled the model at every operation boundary. Measured on this project's 2-core machine: a
+pure-Python thread busy 20% of the time, in 30 ms bursts, cut a one-thread model's throughput by
+18%; under the 32-client load the model thread sat idle or stalled a fifth of the time while a
+core was free (docs/benchmarks.md). In its own process the model never waits for the event loop,
+and the two run side by side.
+
+The process ignores SIGINT and SIGTERM: stopping is the worker's decision (it first lets requests
+in flight finish, then closes this process), and the process also ends when the worker's end of
+the pipe closes, e.g. when the worker is killed. A process that dies (killed, out of memory) is
+started again and the call retried once, so the requests it held are answered, not lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import pickle
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from bentoml.exceptions import ServiceUnavailable
+
+logger = logging.getLogger("bentoml.attnlens")
+
+StopCheck = Callable[[], bool]
+# How often a waiting call asks `should_stop` whether its requests are still wanted: the delay
+# between a request's timeout and the model dropping its work.
+CANCEL_POLL_S = 0.02
+
+
+class ModelProcessError(ServiceUnavailable):
+    """The model process failed to start, or died twice on the same call (HTTP 503)."""
+
+
+def _picklable(error: BaseException) -> BaseException:
+    """`error` itself when it survives the pipe, else a RuntimeError carrying its type and text."""
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:
+        return RuntimeError(f"{type(error).__name__}: {error}")
+
+
+def _serve(connection, cancels, name_or_path: str, revision: str | None, threads: int, batch_size: int,
+           quantize: str, explain_chunk: int) -> None:
+    """The process's main function: load the model, then answer calls until told to stop.
+
+    `cancels` brings the numbers of calls whose requests were all abandoned; the running call
+    checks it between model batches. Numbered, so a cancel that arrives after its call ended
+    cannot stop the next one.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        import torch
+
+        from attnlens import load_tokenizer
+        from attnlens.allocator import keep_freed_memory
+        from attnlens.explain import explain_batch
+        from attnlens.models import load_model
+        from attnlens.predict import PredictionCancelled, Predictor
+        from attnlens.quantize import apply_quantization
+
+        torch.set_num_threads(threads)
+        keep_freed_memory()  # reuse activation buffers across batches (attnlens.allocator)
+        model = load_model(name_or_path, revision=revision).eval()  # BERT or a baseline, by config.json
+        tokenizer = load_tokenizer(name_or_path, revision=revision)
+        # Predictions from the (optionally int8) model; explanations keep the float32 model,
+        # since gradient methods need a backward the int8 kernels do not have.
+        predictor = Predictor(apply_quantization(model, quantize), tokenizer, batch_size=batch_size)
+    except BaseException as error:  # every failure is reported to the worker
+        connection.send(("failed", f"{type(error).__name__}: {error}\n{traceback.format_exc()}"))
+        return
+
+    cancelled_up_to = 0  # calls are numbered in order; a cancel names the call it was sent for
+    current = 0
+
+    def should_stop() -> bool:
+        nonlocal cancelled_up_to
+        while cancels.poll():
+            cancelled_up_to = max(cancelled_up_to, cancels.recv())
+        return current <= cancelled_up_to
+
+    def explain(texts: list[str], method: str) -> list:
+        """Explanations in chunks of `explain_chunk` texts, asking for cancellation between chunks."""
+        results = []
+        for first in range(0, len(texts), explain_chunk):
+            if should_stop():
+                raise PredictionCancelled(f"explanation stopped after {first} of {len(texts)} texts")
+            results += explain_batch(model, tokenizer, texts[first : first + explain_chunk], method=method,
+                                     max_length=predictor.max_length)
+        return results
+
+    connection.send(("ready", None))
+    while True:
+        try:
+            message = connection.recv()
+        except EOFError:  # the worker is gone
+            return
+        if message is None:
+            return
+        current, kind, texts, option = message
+        try:
+            if kind == "predict":
+                result = predictor.predict(texts, long_text=option, should_stop=should_stop)
+            else:
+                result = explain(texts, option)
+            connection.send(("ok", result))
+        except Exception as error:  # the call fails, the process goes on
+            connection.send(("error", _picklable(error)))
+
+
+class ModelProcess:
+    """A child process holding the model; `predict` and `explain` block the calling thread (not
+    the event loop: the batchers call them from their executor threads) until it answers."""
+
+    def __init__(self, name_or_path: str, revision: str | None, *, threads: int, batch_size: int,
+                 quantize: str = "none", explain_chunk: int = 8, start_timeout: float = 600.0) -> None:
+        self._arguments = (name_or_path, revision, threads, batch_size, quantize, explain_chunk)
+        self._start_timeout = start_timeout
+        self._context = multiprocessing.get_context("spawn")  # no fork of a worker's threads
+        self._lock = threading.Lock()  # one call at a time; the process answers in order
+        self.restarts = 0
+        self._calls = 0
+        self._closed = False
+        self._start()
+
+    def _start(self) -> None:
+        self._connection, theirs = self._context.Pipe()
+        cancels_out, self._cancels = self._context.Pipe(duplex=False)
+        self._process = self._context.Process(target=_serve, args=(theirs, cancels_out, *self._arguments),
+                                              name="attnlens-model", daemon=False)
+        self._process.start()
+        theirs.close()  # ours only, so the pipe reports EOF when the process dies
+        cancels_out.close()
+        if not self._connection.poll(self._start_timeout):
+            self._kill()
+            raise ModelProcessError(f"the model process did not load {self._arguments[0]} "
+                                    f"within {self._start_timeout:.0f} s")
+        try:
+            status, value = self._connection.recv()
+        except EOFError:
+            raise ModelProcessError(f"the model process exited with code {self._process.exitcode} while "
+                                    f"loading {self._arguments[0]}") from None
+        if status != "ready":
+            self._process.join(10)
+            raise ModelProcessError(f"loading the model {self._arguments[0]} failed: {value}")
+
+    @property
+    def alive(self) -> bool:
+        return self._process.is_alive()
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    def predict(self, texts: list[str], long_text: str, should_stop: StopCheck | None = None) -> list:
+        return self._call("predict", texts, long_text, should_stop)
+
+    def explain(self, texts: list[str], method: str, should_stop: StopCheck | None = None) -> list:
+        return self._call("explain", texts, method, should_stop)
+
+    def _call(self, kind: str, texts: list[str], option: str, should_stop: StopCheck | None) -> list:
+        with self._lock:
+            if self._closed:
+                raise ModelProcessError("the service is stopping: its model process was closed")
+            for attempt in (1, 2):
+                if not self.alive:
+                    self._restart()
+                try:
+                    return self._exchange((kind, list(texts), option), should_stop)
+                except (EOFError, BrokenPipeError, ConnectionResetError):
+                    self._process.join(5)  # it closed the pipe by dying: let it finish, so it is restarted
+                    logger.warning("the model process died during a %s call of %d texts (exit code %s), "
+                                   "attempt %d of 2", kind, len(texts), self._process.exitcode, attempt)
+            raise ModelProcessError(f"the model process died twice on a {kind} call of {len(texts)} texts")
+
+    def _exchange(self, message: tuple, should_stop: StopCheck | None) -> Any:
+        self._calls += 1
+        self._connection.send((self._calls, *message))
+        cancelled = False
+        while not self._connection.poll(CANCEL_POLL_S):  # True on an answer, and on EOF
+            if should_stop is not None and not cancelled and should_stop():
+                self._cancels.send(self._calls)  # it stops at its next check and answers with the error
+                cancelled = True
+        status, value = self._connection.recv()
+        if status == "error":
+            raise value
+        return value
+
+    def _restart(self) -> None:
+        self._process.join(1)
+        self._connection.close()
+        self._cancels.close()
+        self.restarts += 1
+        logger.warning("restarting the model process (exit code %s)", self._process.exitcode)
+        started = time.monotonic()
+        self._start()
+        logger.info("model process restarted in %.1f s", time.monotonic() - started)
+
+    def _kill(self) -> None:
+        if self._process.is_alive():
+            self._process.kill()
+        self._process.join(10)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Ask the process to finish (after the call in progress), then kill it if it does not."""
+        self._closed = True
+        if self._lock.acquire(timeout=timeout):  # not in the middle of another thread's message
+            try:
+                with contextlib.suppress(OSError, ValueError):  # already closed
+                    self._connection.send(None)
+            finally:
+                self._lock.release()
+            self._process.join(timeout)
+        self._kill()
+        self._connection.close()
+        self._cancels.close()
