@@ -3,7 +3,8 @@
     python benchmarks/serve_load.py --clients 16 --duration 20
 
 - Offline reference: `Predictor.predict` (and `explain_batch` for the explain workload) on the
-  same texts, in full batches of the server's batch size, on the same CPU as the server: with
+  same texts, in full batches of `--batch-size` (32, its most efficient on CPU; the server keeps
+  its own default, 16, unless `--server-batch-size`), with the same torch threads as the server: with
   `--workers N` (N server processes of `--threads` torch threads each), N offline processes of
   `--threads` threads running side by side (`--offline threads`: one process, N x threads).
 - Served: `bentoml serve` on a free 127.0.0.1 port with the same model and a bounded closed loop:
@@ -110,15 +111,17 @@ def timed_cpu(run, *args) -> tuple[int, float, float]:
 
 def server_cpu_seconds(server: subprocess.Popen) -> float:
     """CPU seconds used so far by the server's worker processes (BentoML starts them with
-    `--worker-id`): what the service spends on HTTP, validation, batching and the model."""
+    `--worker-id`) and their model processes: what the service spends on HTTP, validation,
+    batching and the model."""
     import psutil
 
     total = 0.0
     for child in psutil.Process(server.pid).children(recursive=True):
         try:
             if "--worker-id" in child.cmdline():
-                times = child.cpu_times()
-                total += times.user + times.system
+                for process in (child, *child.children(recursive=True)):
+                    times = process.cpu_times()
+                    total += times.user + times.system
         except psutil.NoSuchProcess:
             pass
     return total
@@ -178,12 +181,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(model_dir: str, port: int, threads: int, batch_size: int, log_path: Path,
+def start_server(model_dir: str, port: int, threads: int, batch_size: int | None, log_path: Path,
                  quantize: str = "none", workers: int = 1) -> subprocess.Popen:
+    """`bentoml serve` with the service's defaults except the threads, workers, quantisation, the
+    batch size when given, and limits high enough that the load is never refused."""
     env = {**os.environ, "ATTNLENS_MODEL": model_dir, "ATTNLENS_THREADS": str(threads), "ATTNLENS_QUANTIZE": quantize,
-           "ATTNLENS_WORKERS": str(workers),
-           "ATTNLENS_BATCH_SIZE": str(batch_size), "ATTNLENS_MAX_CONCURRENCY": "1000", "ATTNLENS_TIMEOUT": "300",
+           "ATTNLENS_WORKERS": str(workers), "ATTNLENS_MAX_CONCURRENCY": "1000", "ATTNLENS_TIMEOUT": "300",
            "BENTOML_DO_NOT_TRACK": "true", "TOKENIZERS_PARALLELISM": "false"}
+    if batch_size is not None:
+        env["ATTNLENS_BATCH_SIZE"] = str(batch_size)
     bentoml = str(Path(sys.executable).with_name("bentoml"))
     with open(log_path, "wb") as log:
         process = subprocess.Popen([bentoml, "serve", "serving.service:AttnlensService", "--host", "127.0.0.1",
@@ -302,9 +308,9 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per workload, each side")
     parser.add_argument("--rounds", type=int, default=4, help="alternating offline/served slices per workload")
-    parser.add_argument("--batch-size", type=int, default=32, help="offline batches, and the server's unless set below")
+    parser.add_argument("--batch-size", type=int, default=32, help="texts per offline batch")
     parser.add_argument("--server-batch-size", type=int, default=None,
-                        help="ATTNLENS_BATCH_SIZE of the server (default: --batch-size); below the number of "
+                        help="ATTNLENS_BATCH_SIZE of the server (default: the service's, 16); below the number of "
                              "clients, the next batch queues while one runs, so the model never waits for clients")
     parser.add_argument("--texts-per-request", type=int, default=1)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
@@ -328,7 +334,7 @@ def main() -> int:
     texts = load_texts()
     print(f"model: {model_dir}\nmachine: {platform.machine()}, {os.cpu_count()} cores, load average "
           f"{os.getloadavg()[0]:.1f}; {args.clients} clients x {args.texts_per_request} texts per request; {args.duration:.0f} s per workload and side in "
-          f"{args.rounds} rounds; batch size {args.batch_size} offline, {args.server_batch_size or args.batch_size} served; "
+          f"{args.rounds} rounds; batch size {args.batch_size} offline, {args.server_batch_size or 'default'} served; "
           f"{args.workers} server worker(s) x {args.threads} torch threads; offline "
           f"{offline_layout} threads; "
           f"{args.client} client; access log {os.environ.get('ATTNLENS_ACCESS_LOG') or 'on'}; request tracing "
@@ -339,7 +345,7 @@ def main() -> int:
     # alternate, so both see the same background load on a shared machine.
     port = free_port()
     log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"attnlens-serve-load-{port}.log"
-    server_batch_size = args.server_batch_size or args.batch_size
+    server_batch_size = args.server_batch_size  # None: the service's default
     process = start_server(model_dir, port, args.threads, server_batch_size, log_path, args.quantize, args.workers)
     results, offline = {}, None
     try:

@@ -54,8 +54,14 @@ WORKERS = env_int("ATTNLENS_WORKERS", 1)
 THREADS = env_int("ATTNLENS_THREADS", max(1, (os.cpu_count() or 1) // WORKERS))
 MAX_CONCURRENCY = env_int("ATTNLENS_MAX_CONCURRENCY", 64)
 TIMEOUT = float(os.environ.get("ATTNLENS_TIMEOUT", "") or 60)
-BATCH_SIZE = env_int("ATTNLENS_BATCH_SIZE", 32)
-MAX_LATENCY_MS = env_int("ATTNLENS_MAX_LATENCY_MS", 10, minimum=0)
+# Texts per model call. 16, not 32: with more clients than that waiting, the next batch is queued
+# while one runs, so the model never idles while answers go out and new requests come in; 32
+# clients measured 0.91-0.92x of offline throughput at 16 against 0.86-0.90x at 32 (docs/benchmarks.md).
+BATCH_SIZE = env_int("ATTNLENS_BATCH_SIZE", 16)
+# How long a batch may wait for more requests while traffic is continuous. 0: a batch starts as
+# soon as the model is free, with everything queued; on CPU the model's time per text hardly
+# depends on the batch size, so waiting cost throughput (0.77x with 10 ms against 0.89x).
+MAX_LATENCY_MS = env_int("ATTNLENS_MAX_LATENCY_MS", 0, minimum=0)
 # "int8": predictions from the dynamically quantised model (attnlens.quantize); explanations keep
 # the float32 model, since gradient methods need a backward the int8 kernels do not have.
 QUANTIZE = os.environ.get("ATTNLENS_QUANTIZE", "") or "none"
@@ -65,8 +71,8 @@ ACCESS_LOG = env_flag("ATTNLENS_ACCESS_LOG", True)
 # An OpenTelemetry span per /predict and /explain request. BentoML records them even when nothing
 # exports them (tracing.sample_rate defaults to 0), for the X-BentoML-Request-ID header and the
 # ids in log lines; "0" leaves these two routes out of tracing. Together with ATTNLENS_ACCESS_LOG=0
-# that raised served/offline throughput for one short sentence per request from 0.78-0.81x to
-# 0.85-0.89x here (docs/benchmarks.md).
+# that raised served/offline throughput for one short sentence per request from 0.91x to 0.94x
+# here (docs/benchmarks.md).
 TRACE_REQUESTS = env_flag("ATTNLENS_TRACE_REQUESTS", True)
 # Passes of the warm-up (a prediction and an explanation each) that run before /readyz says 200.
 WARMUP_PASSES = env_int("ATTNLENS_WARMUP_PASSES", 1)
