@@ -5,8 +5,9 @@
 - Offline reference: `Predictor.predict` (and `explain_batch` for the explain workload) on the
   same texts, in full batches of `--batch-size` (32, its most efficient on CPU; the server keeps
   its own default, 16, unless `--server-batch-size`), with the same torch threads as the server: with
-  `--workers N` (N server processes of `--threads` torch threads each), N offline processes of
-  `--threads` threads running side by side (`--offline threads`: one process, N x threads).
+  `--workers N` and `--model-processes M` (N server workers with M model processes of `--threads`
+  torch threads each), N x M offline processes of `--threads` threads running side by side
+  (`--offline threads`: one process, N x M x threads).
 - Served: `bentoml serve` on a free 127.0.0.1 port with the same model and a bounded closed loop:
   `--clients` concurrent clients, each sends `--texts-per-request` texts per request (1) and the next one as soon as
   the answer arrives. The load generator is a light raw HTTP/1.1 client (`--client httpx` for
@@ -182,11 +183,12 @@ def free_port() -> int:
 
 
 def start_server(model_dir: str, port: int, threads: int, batch_size: int | None, log_path: Path,
-                 quantize: str = "none", workers: int = 1) -> subprocess.Popen:
+                 quantize: str = "none", workers: int = 1, model_processes: int = 1) -> subprocess.Popen:
     """`bentoml serve` with the service's defaults except the threads, workers, quantisation, the
     batch size when given, and limits high enough that the load is never refused."""
     env = {**os.environ, "ATTNLENS_MODEL": model_dir, "ATTNLENS_THREADS": str(threads), "ATTNLENS_QUANTIZE": quantize,
-           "ATTNLENS_WORKERS": str(workers), "ATTNLENS_MAX_CONCURRENCY": "1000", "ATTNLENS_TIMEOUT": "300",
+           "ATTNLENS_WORKERS": str(workers), "ATTNLENS_MODEL_PROCESSES": str(model_processes),
+           "ATTNLENS_MAX_CONCURRENCY": "1000", "ATTNLENS_TIMEOUT": "300",
            "BENTOML_DO_NOT_TRACK": "true", "TOKENIZERS_PARALLELISM": "false"}
     if batch_size is not None:
         env["ATTNLENS_BATCH_SIZE"] = str(batch_size)
@@ -314,12 +316,14 @@ def main() -> int:
                              "clients, the next batch queues while one runs, so the model never waits for clients")
     parser.add_argument("--texts-per-request", type=int, default=1)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                        help="torch threads per server worker; the offline side gets threads x workers")
+                        help="torch threads per model process of the server; the offline side gets as many in all")
+    parser.add_argument("--model-processes", type=int, default=1,
+                        help="model processes per server worker (ATTNLENS_MODEL_PROCESSES)")
     parser.add_argument("--workers", type=int, default=1,
                         help="server worker processes (ATTNLENS_WORKERS), each with --threads torch threads")
     parser.add_argument("--offline", choices=("processes", "threads"), default="processes",
-                        help="offline layout with --workers > 1: one process per worker (the server's layout), "
-                             "or one process with threads x workers torch threads")
+                        help="offline layout with several model processes: one process per server model process "
+                             "(the server's layout), or one process with all their torch threads")
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--client", choices=("raw", "httpx"), default="raw",
                         help="load generator: raw asyncio HTTP/1.1 (light) or httpx (what earlier runs used)")
@@ -328,14 +332,16 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     workloads = [w for w in args.workloads.split(",") if w]
-    pooled = args.offline == "processes" and args.workers > 1
-    offline_layout = f"{args.workers} processes x {args.threads}" if pooled else str(args.workers * args.threads)
+    model_processes = args.workers * args.model_processes  # the server's, in all
+    pooled = args.offline == "processes" and model_processes > 1
+    offline_layout = f"{model_processes} processes x {args.threads}" if pooled else str(model_processes * args.threads)
     model_dir = pick_model(args.model)
     texts = load_texts()
     print(f"model: {model_dir}\nmachine: {platform.machine()}, {os.cpu_count()} cores, load average "
           f"{os.getloadavg()[0]:.1f}; {args.clients} clients x {args.texts_per_request} texts per request; {args.duration:.0f} s per workload and side in "
           f"{args.rounds} rounds; batch size {args.batch_size} offline, {args.server_batch_size or 'default'} served; "
-          f"{args.workers} server worker(s) x {args.threads} torch threads; offline "
+          f"{args.workers} server worker(s) x {args.model_processes} model process(es) x {args.threads} torch "
+          f"threads; offline "
           f"{offline_layout} threads; "
           f"{args.client} client; access log {os.environ.get('ATTNLENS_ACCESS_LOG') or 'on'}; request tracing "
           f"{os.environ.get('ATTNLENS_TRACE_REQUESTS') or 'on'}; quantize "
@@ -346,16 +352,17 @@ def main() -> int:
     port = free_port()
     log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"attnlens-serve-load-{port}.log"
     server_batch_size = args.server_batch_size  # None: the service's default
-    process = start_server(model_dir, port, args.threads, server_batch_size, log_path, args.quantize, args.workers)
+    process = start_server(model_dir, port, args.threads, server_batch_size, log_path, args.quantize, args.workers,
+                           args.model_processes)
     results, offline = {}, None
     try:
         # The same CPU on both sides. "processes": the library laid out like the server, one process
         # per worker with the same threads; "threads": one process with every worker's threads.
         if pooled:
-            offline = OfflinePool(model_dir, args.batch_size, args.threads, args.quantize, args.workers)
+            offline = OfflinePool(model_dir, args.batch_size, args.threads, args.quantize, model_processes)
             run_offline = offline.run
         else:
-            offline = OfflineReference(model_dir, args.batch_size, args.threads * args.workers, args.quantize)
+            offline = OfflineReference(model_dir, args.batch_size, args.threads * model_processes, args.quantize)
             offline.run(texts["short"], 1.0, explain=False)  # warm-up, not reported
 
             def run_offline(workload: str, seconds: float, explain: bool) -> tuple[int, float, float]:
@@ -398,7 +405,8 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps({"model": model_dir, "clients": args.clients, "duration": args.duration,
                                          "quantize": args.quantize, "threads": args.threads,
-                                         "workers": args.workers, "offline": args.offline,
+                                         "workers": args.workers, "model_processes": args.model_processes,
+                                         "offline": args.offline,
                                          "batch_size": args.batch_size, "server_batch_size": server_batch_size,
                                          "client": args.client,
                                          "access_log": os.environ.get("ATTNLENS_ACCESS_LOG") or "on",

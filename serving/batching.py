@@ -43,11 +43,13 @@ class _Request:
 class MicroBatcher:
     """Collects texts from concurrent `submit` calls and runs them through `run_batch` together.
 
-    `run_batch(texts, mode, should_stop)` is synchronous: it runs in a thread of this batcher's,
-    one slice at a time, so the model never runs two batches at once; `model_lock` is shared with
-    the other model users of the process (explanations). The thread is a dedicated executor's,
-    handed each slice at once: `anyio.to_thread` first yields to the event loop, which delayed
-    the model's next slice behind every response and request being handled (5-20 ms measured).
+    `run_batch(texts, mode, should_stop)` is synchronous: it runs in a thread of this batcher's.
+    Up to `parallel` groups run at once (one per model process of the worker; 1: one slice at a
+    time), and `model_slots` (a lock, or a semaphore of that many) is shared with the other model
+    users of the worker (explanations), so the model processes are never asked for more. The
+    threads are a dedicated executor's, handed each slice at once: `anyio.to_thread` first yields
+    to the event loop, which delayed the model's next slice behind every response and request
+    being handled (5-20 ms measured).
     """
 
     def __init__(
@@ -56,16 +58,19 @@ class MicroBatcher:
         *,
         max_batch_size: int = 32,
         max_latency_ms: float = 10.0,
-        model_lock: asyncio.Lock | None = None,
+        model_slots: asyncio.Lock | asyncio.Semaphore | None = None,
+        parallel: int = 1,
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self.run_batch = run_batch
         self.max_batch_size = max_batch_size
         self.max_latency = max_latency_ms / 1000.0
-        self.model_lock = model_lock or asyncio.Lock()
+        self.model_slots = model_slots or asyncio.Semaphore(parallel)
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="attnlens-batch")
+        self._executor = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="attnlens-batch")
+        self._group_slots = asyncio.Semaphore(parallel)  # groups of this batcher in flight
+        self._running: set[asyncio.Task[None]] = set()
         self.on_batch = on_batch  # called with the number of texts of every model call (metrics)
         self.batches_run = 0
         self._submitted = 0  # requests ever submitted
@@ -107,16 +112,26 @@ class MicroBatcher:
         return group
 
     async def _work(self) -> None:
+        """Forms a group whenever one of the `parallel` slots is free (not before: a group formed
+        while every slot is busy would leave out the requests that arrive meanwhile)."""
         while True:
+            await self._group_slots.acquire()
             group = await self._collect()
-            submitted_before = self._submitted
-            try:
-                await self._run_group(group)
-            except Exception as error:  # a failed batch fails its requests, not the worker
-                for request in group:
-                    if not request.abandoned:
-                        request.future.set_exception(error)
-            self._arrived_while_busy = self._submitted - submitted_before
+            task = asyncio.create_task(self._run_and_answer(group))
+            self._running.add(task)  # a reference, so the task is not garbage-collected mid-run
+            task.add_done_callback(self._running.discard)
+
+    async def _run_and_answer(self, group: list[_Request]) -> None:
+        submitted_before = self._submitted
+        try:
+            await self._run_group(group)
+        except Exception as error:  # a failed batch fails its requests, not the worker
+            for request in group:
+                if not request.abandoned:
+                    request.future.set_exception(error)
+        finally:
+            self._group_slots.release()
+        self._arrived_while_busy = self._submitted - submitted_before
 
     async def _run_group(self, group: list[_Request]) -> None:
         for mode in dict.fromkeys(request.mode for request in group):
@@ -132,7 +147,7 @@ class MicroBatcher:
                 def all_abandoned(owners=owners) -> bool:
                     return all(request.abandoned for request in owners)
 
-                async with self.model_lock:
+                async with self.model_slots:
                     try:
                         outputs = await asyncio.get_running_loop().run_in_executor(
                             self._executor, self.run_batch, [text for _, text in live], mode, all_abandoned

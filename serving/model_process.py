@@ -21,6 +21,7 @@ import contextlib
 import logging
 import multiprocessing
 import pickle
+import queue
 import signal
 import threading
 import time
@@ -226,3 +227,43 @@ class ModelProcess:
         self._kill()
         self._connection.close()
         self._cancels.close()
+
+
+
+class ModelPool:
+    """`count` model processes of one worker; each call goes to a free one.
+
+    Several single-threaded processes rather than one process with as many threads: the offline
+    reference runs 20-25% more texts per second that way on 2 cores (no OpenMP thread waits for
+    another at every operation), and one event loop feeds them all, so clients are not split
+    between workers whose queues fill unevenly. It costs a copy of the model per process.
+    """
+
+    def __init__(self, count: int, name_or_path: str, revision: str | None, **options: Any) -> None:
+        self.processes: list[ModelProcess] = []
+        try:
+            for _ in range(count):
+                self.processes.append(ModelProcess(name_or_path, revision, **options))
+        except BaseException:
+            self.close()
+            raise
+        self._free: queue.SimpleQueue[ModelProcess] = queue.SimpleQueue()
+        for process in self.processes:
+            self._free.put(process)
+
+    def _on_free(self, method: str, texts: list[str], option: str, should_stop: StopCheck | None) -> list:
+        process = self._free.get()  # the batchers never ask for more calls than there are processes
+        try:
+            return getattr(process, method)(texts, option, should_stop)
+        finally:
+            self._free.put(process)
+
+    def predict(self, texts: list[str], long_text: str, should_stop: StopCheck | None = None) -> list:
+        return self._on_free("predict", texts, long_text, should_stop)
+
+    def explain(self, texts: list[str], method: str, should_stop: StopCheck | None = None) -> list:
+        return self._on_free("explain", texts, method, should_stop)
+
+    def close(self, timeout: float = 10.0) -> None:
+        for process in self.processes:
+            process.close(timeout)

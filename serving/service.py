@@ -4,8 +4,9 @@
 
 Configuration is by environment variable (docs/serving.md has the full table): ATTNLENS_MODEL
 (folder, Hub repo id[@revision] or model-store tag; default the store's `attnlens-sentiment`),
-ATTNLENS_API_KEY, ATTNLENS_WORKERS, ATTNLENS_THREADS, ATTNLENS_MAX_CONCURRENCY, ATTNLENS_TIMEOUT,
-ATTNLENS_MAX_TEXTS, ATTNLENS_MAX_CHARS, ATTNLENS_BATCH_SIZE, ATTNLENS_MAX_LATENCY_MS,
+ATTNLENS_API_KEY, ATTNLENS_WORKERS, ATTNLENS_MODEL_PROCESSES, ATTNLENS_THREADS,
+ATTNLENS_MAX_CONCURRENCY, ATTNLENS_TIMEOUT, ATTNLENS_MAX_TEXTS, ATTNLENS_MAX_CHARS, ATTNLENS_BATCH_SIZE,
+ATTNLENS_MAX_LATENCY_MS,
 ATTNLENS_QUANTIZE, ATTNLENS_WARMUP_PASSES, ATTNLENS_ACCESS_LOG, ATTNLENS_TRACE_REQUESTS.
 """
 
@@ -51,7 +52,9 @@ if (_SOURCE_TREE / "attnlens").is_dir() and str(_SOURCE_TREE) not in sys.path:
 logger = logging.getLogger("bentoml.attnlens")
 
 WORKERS = env_int("ATTNLENS_WORKERS", 1)
-THREADS = env_int("ATTNLENS_THREADS", max(1, (os.cpu_count() or 1) // WORKERS))
+# Model processes per worker (serving/model_process.py), each with THREADS torch threads.
+MODEL_PROCESSES = env_int("ATTNLENS_MODEL_PROCESSES", 1)
+THREADS = env_int("ATTNLENS_THREADS", max(1, (os.cpu_count() or 1) // (WORKERS * MODEL_PROCESSES)))
 MAX_CONCURRENCY = env_int("ATTNLENS_MAX_CONCURRENCY", 64)
 TIMEOUT = float(os.environ.get("ATTNLENS_TIMEOUT", "") or 60)
 # Texts per model call. 16, not 32: with more clients than that waiting, the next batch is queued
@@ -103,7 +106,7 @@ def _importances(explanation, level: str) -> list[Importance]:
     name="attnlens",
     workers=WORKERS,
     traffic={"timeout": TIMEOUT, "max_concurrency": MAX_CONCURRENCY, "concurrency": MAX_CONCURRENCY},
-    resources={"cpu": str(THREADS * WORKERS)},
+    resources={"cpu": str(THREADS * WORKERS * MODEL_PROCESSES)},
     http={"port": 3000},
     logging={"access": {"enabled": ACCESS_LOG}},
     **({} if TRACE_REQUESTS else {"tracing": {"excluded_urls": ["/predict", "/explain"]}}),
@@ -114,23 +117,24 @@ class AttnlensService:
     def __init__(self) -> None:
         from attnlens.model_source import resolve_model
         from serving.batching import MicroBatcher
-        from serving.model_process import ModelProcess
+        from serving.model_process import ModelPool
 
         self.source = resolve_model()
         logger.info("loading model from %s", self.source.describe())
-        # BERT or a baseline (birnn_attention / han), by config.json, in a process of its own
+        # BERT or a baseline (birnn_attention / han), by config.json, in processes of their own
         # (serving/model_process.py says why); a model that cannot load stops the server here.
-        self.model = ModelProcess(self.source.name_or_path, self.source.revision, threads=THREADS,
-                                  batch_size=BATCH_SIZE, quantize=QUANTIZE, explain_chunk=EXPLAIN_CHUNK)
+        self.model = ModelPool(MODEL_PROCESSES, self.source.name_or_path, self.source.revision,
+                               threads=THREADS, batch_size=BATCH_SIZE, quantize=QUANTIZE,
+                               explain_chunk=EXPLAIN_CHUNK)
         atexit.register(self.model.close)  # also when the worker stops without the shutdown hook
-        self.model_lock = asyncio.Lock()
-        self.batcher = MicroBatcher(self.model.predict, max_batch_size=BATCH_SIZE,
-                                    max_latency_ms=MAX_LATENCY_MS, model_lock=self.model_lock,
+        self.model_slots = asyncio.Semaphore(MODEL_PROCESSES)  # one batch per model process at a time
+        batching = {"max_batch_size": BATCH_SIZE, "max_latency_ms": MAX_LATENCY_MS,
+                    "model_slots": self.model_slots, "parallel": MODEL_PROCESSES}
+        self.batcher = MicroBatcher(self.model.predict, **batching,
                                     on_batch=BATCH_TEXTS.labels(kind="predict").observe)
         # Explanations are batched across requests too (grouped by method); both batchers take
-        # turns on the model through one lock.
-        self.explainer = MicroBatcher(self.model.explain, max_batch_size=BATCH_SIZE,
-                                      max_latency_ms=MAX_LATENCY_MS, model_lock=self.model_lock,
+        # turns on the model processes through the shared slots.
+        self.explainer = MicroBatcher(self.model.explain, **batching,
                                       on_batch=BATCH_TEXTS.labels(kind="explain").observe)
         self._ready = False
         self._warm_up_task: asyncio.Task | None = None

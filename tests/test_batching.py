@@ -5,6 +5,7 @@ continuous traffic, and dropping the texts of abandoned requests."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 from serving.batching import MicroBatcher
@@ -94,3 +95,42 @@ def test_texts_of_an_abandoned_request_are_not_computed():
 
     assert asyncio.run(scenario()) == (["truncate:first"], ["truncate:kept"])
     assert ["abandoned"] not in recorder.calls
+
+
+class ConcurrencyRecorder(Recorder):
+    """A Recorder that also notes how many calls ran at the same time."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self.running = self.most_at_once = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, texts, mode, should_stop):
+        with self._lock:
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            return super().__call__(texts, mode, should_stop)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+def test_parallel_groups_run_side_by_side_and_never_more_than_the_slots():
+    def timed(parallel: int) -> tuple[float, ConcurrencyRecorder, list]:
+        recorder = ConcurrencyRecorder(seconds=0.3)
+        batcher = MicroBatcher(recorder, max_batch_size=2, max_latency_ms=0, parallel=parallel)
+
+        async def scenario():
+            return await asyncio.gather(*(batcher.submit([f"a{i}", f"b{i}"], "truncate") for i in range(6)))
+
+        started = time.monotonic()
+        results = asyncio.run(scenario())
+        return time.monotonic() - started, recorder, results
+
+    serial_seconds, serial, serial_results = timed(1)
+    parallel_seconds, parallel, parallel_results = timed(2)
+    expected = [[f"truncate:a{i}", f"truncate:b{i}"] for i in range(6)]
+    assert serial_results == parallel_results == expected
+    assert (serial.most_at_once, parallel.most_at_once) == (1, 2)
+    assert serial_seconds > 1.7 and parallel_seconds < 1.2, (serial_seconds, parallel_seconds)
