@@ -44,8 +44,8 @@ class MicroBatcher:
     """Collects texts from concurrent `submit` calls and runs them through `run_batch` together.
 
     `run_batch(texts, mode, should_stop)` is synchronous: it runs in a thread of this batcher's.
-    Up to `parallel` groups run at once (one per model process of the worker; 1: one slice at a
-    time), and `model_slots` (a lock, or a semaphore of that many) is shared with the other model
+    Up to `parallel` groups run at once, one per loop (one per model process of the worker; 1:
+    one slice at a time), and `model_slots` (a lock, or a semaphore of that many) is shared with the other model
     users of the worker (explanations), so the model processes are never asked for more. The
     threads are a dedicated executor's, handed each slice at once: `anyio.to_thread` first yields
     to the event loop, which delayed the model's next slice behind every response and request
@@ -67,10 +67,9 @@ class MicroBatcher:
         self.max_latency = max_latency_ms / 1000.0
         self.model_slots = model_slots or asyncio.Semaphore(parallel)
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
-        self._worker: asyncio.Task[None] | None = None
+        self.parallel = parallel
+        self._workers: list[asyncio.Task[None]] = []
         self._executor = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="attnlens-batch")
-        self._group_slots = asyncio.Semaphore(parallel)  # groups of this batcher in flight
-        self._running: set[asyncio.Task[None]] = set()
         self.on_batch = on_batch  # called with the number of texts of every model call (metrics)
         self.batches_run = 0
         self._submitted = 0  # requests ever submitted
@@ -78,18 +77,19 @@ class MicroBatcher:
 
     async def submit(self, texts: Sequence[str], mode: str) -> list[Any]:
         """Results for `texts`, in order, once the batch holding them has run."""
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.create_task(self._work())
+        if len(self._workers) < self.parallel or any(worker.done() for worker in self._workers):
+            self._workers = [worker for worker in self._workers if not worker.done()]
+            self._workers += [asyncio.create_task(self._work()) for _ in range(self.parallel - len(self._workers))]
         request = _Request(list(texts), mode, asyncio.get_running_loop().create_future())
         self._submitted += 1
         await self._queue.put(request)
         return await request.future
 
     async def close(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
+        for worker in self._workers:
+            worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+                await worker
         self._executor.shutdown(wait=False)
 
     async def _collect(self) -> list[_Request]:
@@ -112,26 +112,19 @@ class MicroBatcher:
         return group
 
     async def _work(self) -> None:
-        """Forms a group whenever one of the `parallel` slots is free (not before: a group formed
-        while every slot is busy would leave out the requests that arrive meanwhile)."""
+        """One of `parallel` loops: form a group, run it, answer it, and at once form the next,
+        without yielding to the event loop in between when requests are queued (a hop through
+        the event loop would put the model behind every answer being sent)."""
         while True:
-            await self._group_slots.acquire()
             group = await self._collect()
-            task = asyncio.create_task(self._run_and_answer(group))
-            self._running.add(task)  # a reference, so the task is not garbage-collected mid-run
-            task.add_done_callback(self._running.discard)
-
-    async def _run_and_answer(self, group: list[_Request]) -> None:
-        submitted_before = self._submitted
-        try:
-            await self._run_group(group)
-        except Exception as error:  # a failed batch fails its requests, not the worker
-            for request in group:
-                if not request.abandoned:
-                    request.future.set_exception(error)
-        finally:
-            self._group_slots.release()
-        self._arrived_while_busy = self._submitted - submitted_before
+            submitted_before = self._submitted
+            try:
+                await self._run_group(group)
+            except Exception as error:  # a failed batch fails its requests, not the worker
+                for request in group:
+                    if not request.abandoned:
+                        request.future.set_exception(error)
+            self._arrived_while_busy = self._submitted - submitted_before
 
     async def _run_group(self, group: list[_Request]) -> None:
         for mode in dict.fromkeys(request.mode for request in group):
