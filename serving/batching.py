@@ -45,8 +45,8 @@ class MicroBatcher:
 
     `run_batch(texts, mode, should_stop)` is synchronous: it runs in a thread of this batcher's.
     Up to `parallel` groups run at once, one per loop (one per model process of the worker; 1:
-    one slice at a time), and `model_slots` (a lock, or a semaphore of that many) is shared with the other model
-    users of the worker (explanations), so the model processes are never asked for more. The
+    one slice at a time). `model_slots` (a lock, or a semaphore of that many) is shared with the
+    worker's other batcher (explanations), so the model processes are never asked for more. The
     threads are a dedicated executor's, handed each slice at once: `anyio.to_thread` first yields
     to the event loop, which delayed the model's next slice behind every response and request
     being handled (5-20 ms measured).
@@ -77,9 +77,9 @@ class MicroBatcher:
 
     async def submit(self, texts: Sequence[str], mode: str) -> list[Any]:
         """Results for `texts`, in order, once the batch holding them has run."""
-        if len(self._workers) < self.parallel or any(worker.done() for worker in self._workers):
-            self._workers = [worker for worker in self._workers if not worker.done()]
-            self._workers += [asyncio.create_task(self._work()) for _ in range(self.parallel - len(self._workers))]
+        self._workers = [worker for worker in self._workers if not worker.done()]
+        while len(self._workers) < self.parallel:  # started on first use, in the running loop
+            self._workers.append(asyncio.create_task(self._work()))
         request = _Request(list(texts), mode, asyncio.get_running_loop().create_future())
         self._submitted += 1
         await self._queue.put(request)

@@ -5,9 +5,9 @@
 Configuration is by environment variable (docs/serving.md has the full table): ATTNLENS_MODEL
 (folder, Hub repo id[@revision] or model-store tag; default the store's `attnlens-sentiment`),
 ATTNLENS_API_KEY, ATTNLENS_WORKERS, ATTNLENS_MODEL_PROCESSES, ATTNLENS_THREADS,
-ATTNLENS_MAX_CONCURRENCY, ATTNLENS_TIMEOUT, ATTNLENS_MAX_TEXTS, ATTNLENS_MAX_CHARS, ATTNLENS_BATCH_SIZE,
-ATTNLENS_MAX_LATENCY_MS,
-ATTNLENS_QUANTIZE, ATTNLENS_WARMUP_PASSES, ATTNLENS_ACCESS_LOG, ATTNLENS_TRACE_REQUESTS.
+ATTNLENS_MAX_CONCURRENCY, ATTNLENS_TIMEOUT, ATTNLENS_MAX_TEXTS, ATTNLENS_MAX_CHARS,
+ATTNLENS_BATCH_SIZE, ATTNLENS_MAX_LATENCY_MS, ATTNLENS_QUANTIZE, ATTNLENS_WARMUP_PASSES,
+ATTNLENS_ACCESS_LOG, ATTNLENS_TRACE_REQUESTS.
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ MAX_CONCURRENCY = env_int("ATTNLENS_MAX_CONCURRENCY", 64)
 TIMEOUT = float(os.environ.get("ATTNLENS_TIMEOUT", "") or 60)
 # Texts per model call. 16, not 32: with more clients than that waiting, the next batch is queued
 # while one runs, so the model never idles while answers go out and new requests come in; 32
-# clients measured 0.91-0.92x of offline throughput at 16 against 0.86-0.90x at 32 (docs/benchmarks.md).
+# clients measured 0.91-0.92x of offline throughput at 16 against 0.86-0.90x at 32
+# (docs/benchmarks.md).
 BATCH_SIZE = env_int("ATTNLENS_BATCH_SIZE", 16)
 # How long a batch may wait for more requests while traffic is continuous. 0: a batch starts as
 # soon as the model is free, with everything queued; on CPU the model's time per text hardly
