@@ -1,6 +1,11 @@
 """Load on the BentoML service, compared with the offline Predictor in the same run.
 
-    python benchmarks/serve_load.py --clients 16 --duration 20
+    python benchmarks/serve_load.py --model outputs/sst2-minilm-2ep/best --duration 20
+
+By default 32 clients and one torch thread on each side: the model gets the same compute served
+and offline, and the service's HTTP work and the load generator share the other core(s). With
+`--threads 2`, `--workers 2` or `--model-processes 2` the model takes every core of a 2-core
+machine and the HTTP work competes with it (docs/benchmarks.md has both, measured).
 
 - Offline reference: `Predictor.predict` (and `explain_batch` for the explain workload) on the
   same texts, in full batches of `--batch-size` (32, its most efficient on CPU; the server keeps
@@ -307,7 +312,7 @@ def summarise(slices: list[dict], offline_done: int, offline_seconds: float, ser
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None)
-    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per workload, each side")
     parser.add_argument("--rounds", type=int, default=4, help="alternating offline/served slices per workload")
     parser.add_argument("--batch-size", type=int, default=32, help="texts per offline batch")
@@ -315,7 +320,7 @@ def main() -> int:
                         help="ATTNLENS_BATCH_SIZE of the server (default: the service's, 16); below the number of "
                              "clients, the next batch queues while one runs, so the model never waits for clients")
     parser.add_argument("--texts-per-request", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+    parser.add_argument("--threads", type=int, default=1,
                         help="torch threads per model process of the server; the offline side gets as many in all")
     parser.add_argument("--model-processes", type=int, default=1,
                         help="model processes per server worker (ATTNLENS_MODEL_PROCESSES)")
