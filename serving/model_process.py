@@ -13,6 +13,9 @@ The process ignores SIGINT and SIGTERM: stopping is the worker's decision (it fi
 in flight finish, then closes this process), and the process also ends when the worker's end of
 the pipe closes, e.g. when the worker is killed. A process that dies (killed, out of memory) is
 started again and the call retried once, so the requests it held are answered, not lost.
+
+Messages are pickled (multiprocessing's pipes): both ends are this module, over a pipe private
+to the two processes, so nothing from outside the service is ever unpickled.
 """
 
 from __future__ import annotations
