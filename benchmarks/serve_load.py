@@ -346,8 +346,7 @@ def main() -> int:
           f"{os.getloadavg()[0]:.1f}; {args.clients} clients x {args.texts_per_request} texts per request; {args.duration:.0f} s per workload and side in "
           f"{args.rounds} rounds; batch size {args.batch_size} offline, {args.server_batch_size or 'default'} served; "
           f"{args.workers} server worker(s) x {args.model_processes} model process(es) x {args.threads} torch "
-          f"threads; offline "
-          f"{offline_layout} threads; "
+          f"threads; offline {offline_layout} threads; "
           f"{args.client} client; access log {os.environ.get('ATTNLENS_ACCESS_LOG') or 'on'}; request tracing "
           f"{os.environ.get('ATTNLENS_TRACE_REQUESTS') or 'on'}; quantize "
           f"{args.quantize}", flush=True)
@@ -356,9 +355,8 @@ def main() -> int:
     # alternate, so both see the same background load on a shared machine.
     port = free_port()
     log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"attnlens-serve-load-{port}.log"
-    server_batch_size = args.server_batch_size  # None: the service's default
-    process = start_server(model_dir, port, args.threads, server_batch_size, log_path, args.quantize, args.workers,
-                           args.model_processes)
+    process = start_server(model_dir, port, args.threads, args.server_batch_size, log_path, args.quantize,
+                           args.workers, args.model_processes)  # batch size None: the service's default
     results, offline = {}, None
     try:
         # The same CPU on both sides. "processes": the library laid out like the server, one process
@@ -412,7 +410,7 @@ def main() -> int:
                                          "quantize": args.quantize, "threads": args.threads,
                                          "workers": args.workers, "model_processes": args.model_processes,
                                          "offline": args.offline,
-                                         "batch_size": args.batch_size, "server_batch_size": server_batch_size,
+                                         "batch_size": args.batch_size, "server_batch_size": args.server_batch_size,
                                          "client": args.client,
                                          "access_log": os.environ.get("ATTNLENS_ACCESS_LOG") or "on",
                                          "trace_requests": os.environ.get("ATTNLENS_TRACE_REQUESTS") or "on",

@@ -129,7 +129,10 @@ class ModelProcess:
     the event loop: the batchers call them from their executor threads) until it answers."""
 
     def __init__(self, name_or_path: str, revision: str | None, *, threads: int, batch_size: int,
-                 quantize: str = "none", explain_chunk: int = 8, start_timeout: float = 600.0) -> None:
+                 quantize: str = "none", explain_chunk: int = 8, start_timeout: float = 600.0,
+                 wait: bool = True) -> None:
+        """Starts the process; with `wait=False` the caller calls `wait_ready()` (so several
+        processes can load their models at the same time)."""
         self._arguments = (name_or_path, revision, threads, batch_size, quantize, explain_chunk)
         self._start_timeout = start_timeout
         self._context = multiprocessing.get_context("spawn")  # no fork of a worker's threads
@@ -137,9 +140,11 @@ class ModelProcess:
         self.restarts = 0
         self._calls = 0
         self._closed = False
-        self._start()
+        self._launch()
+        if wait:
+            self.wait_ready()
 
-    def _start(self) -> None:
+    def _launch(self) -> None:
         self._connection, theirs = self._context.Pipe()
         cancels_out, self._cancels = self._context.Pipe(duplex=False)
         self._process = self._context.Process(target=_serve, args=(theirs, cancels_out, *self._arguments),
@@ -147,6 +152,9 @@ class ModelProcess:
         self._process.start()
         theirs.close()  # ours only, so the pipe reports EOF when the process dies
         cancels_out.close()
+
+    def wait_ready(self) -> None:
+        """Until the process has loaded the model; raises ModelProcessError with its reason if not."""
         if not self._connection.poll(self._start_timeout):
             self._kill()
             raise ModelProcessError(f"the model process did not load {self._arguments[0]} "
@@ -209,7 +217,8 @@ class ModelProcess:
         self.restarts += 1
         logger.warning("restarting the model process (exit code %s)", self._process.exitcode)
         started = time.monotonic()
-        self._start()
+        self._launch()
+        self.wait_ready()
         logger.info("model process restarted in %.1f s", time.monotonic() - started)
 
     def _kill(self) -> None:
@@ -232,7 +241,6 @@ class ModelProcess:
         self._cancels.close()
 
 
-
 class ModelPool:
     """`count` model processes of one worker; each call goes to a free one.
 
@@ -244,9 +252,11 @@ class ModelPool:
 
     def __init__(self, count: int, name_or_path: str, revision: str | None, **options: Any) -> None:
         self.processes: list[ModelProcess] = []
-        try:
+        try:  # all load at once: start-up takes one model load, not `count`
             for _ in range(count):
-                self.processes.append(ModelProcess(name_or_path, revision, **options))
+                self.processes.append(ModelProcess(name_or_path, revision, wait=False, **options))
+            for process in self.processes:
+                process.wait_ready()
         except BaseException:
             self.close()
             raise

@@ -128,9 +128,9 @@ class AttnlensService:
                                threads=THREADS, batch_size=BATCH_SIZE, quantize=QUANTIZE,
                                explain_chunk=EXPLAIN_CHUNK)
         atexit.register(self.model.close)  # also when the worker stops without the shutdown hook
-        self.model_slots = asyncio.Semaphore(MODEL_PROCESSES)  # one batch per model process at a time
+        model_slots = asyncio.Semaphore(MODEL_PROCESSES)  # one batch per model process at a time
         batching = {"max_batch_size": BATCH_SIZE, "max_latency_ms": MAX_LATENCY_MS,
-                    "model_slots": self.model_slots, "parallel": MODEL_PROCESSES}
+                    "model_slots": model_slots, "parallel": MODEL_PROCESSES}
         self.batcher = MicroBatcher(self.model.predict, **batching,
                                     on_batch=BATCH_TEXTS.labels(kind="predict").observe)
         # Explanations are batched across requests too (grouped by method); both batchers take
