@@ -86,9 +86,9 @@ def test_one_worker_with_two_model_processes_uses_both(tmp_path):
         (worker,) = worker_processes(server.process.pid)
         processes = model_processes(worker)
         assert len(processes) == 2, [p.cmdline() for p in processes]
-        cpu_before = [sum(p.cpu_times()[:2]) for p in processes]
+        cpu_before = [cpu_seconds(p) for p in processes]
         responses = predict_each_concurrently(server.url)
-        cpu_used = [sum(p.cpu_times()[:2]) - before for p, before in zip(processes, cpu_before, strict=True)]
+        cpu_used = [cpu_seconds(p) - before for p, before in zip(processes, cpu_before, strict=True)]
 
     assert_correct(responses, model_dir)
     # Both computed: an idle model process waits on its pipe and uses no CPU at all.
