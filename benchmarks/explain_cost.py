@@ -2,10 +2,13 @@
 
     python benchmarks/explain_cost.py --model outputs/sst2-minilm/best --threads 1
 
-On the first --texts SST-2 validation sentences (length-sorted batches of --batch-size), best of
---repeats: the ordinary inference forward (packed, fused attention), the padded forward, the forward
-with an attention hook (explicit softmax), attention rollout, grad_rollout (its default deletion
-rule, and Chefer et al.'s rule).
+On the first --texts SST-2 validation sentences, or with `--imdb` the first --texts reviews of
+imdb-2k read to --max-length tokens (length-sorted batches of --batch-size), best of --repeats: the
+ordinary inference forward (packed, fused attention), the padded forward, the forward with an
+attention hook (explicit softmax), attention rollout, grad_rollout (Chefer et al.'s rule, the
+default, and the opt-in deletion rule).
+
+    python benchmarks/explain_cost.py --model outputs/sst2-minilm/best --threads 1 --imdb --max-length 256
 """
 
 from __future__ import annotations
@@ -33,14 +36,23 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--imdb", action="store_true", help="imdb-2k reviews instead of SST-2 sentences")
+    parser.add_argument("--max-length", type=int, default=512, help="tokens read per text")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = BertForSequenceClassification.from_pretrained(args.model).eval()
     tokenizer = load_tokenizer(args.model)
-    with (args.data_dir / "sst2" / "validation.tsv").open(encoding="utf-8", newline="") as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
-    texts = sorted((r["sentence"] for r in rows[: args.texts]), key=len)
-    batches = [encode_texts(tokenizer, texts[i : i + args.batch_size], 512) for i in range(0, len(texts), args.batch_size)]
+    if args.imdb:
+        with (args.data_dir / "imdb-2k" / "test.csv").open(encoding="utf-8", newline="") as handle:
+            texts = [r["text"] for r in csv.DictReader(handle)][: args.texts]
+    else:
+        with (args.data_dir / "sst2" / "validation.tsv").open(encoding="utf-8", newline="") as handle:
+            texts = [r["sentence"] for r in csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)][: args.texts]
+    texts.sort(key=len)
+    batches = [encode_texts(tokenizer, texts[i : i + args.batch_size], args.max_length)
+               for i in range(0, len(texts), args.batch_size)]
+    tokens = sum(sum(b.lengths) for b in batches)
+    print(f"{len(texts)} texts, {tokens / len(texts):.0f} tokens each on average (max_length {args.max_length})")
 
     @torch.no_grad()
     def forward(b):

@@ -95,12 +95,27 @@ def test_causal_mask_lower_triangular_and_aligned_to_end():
     assert causal_mask(3, 5).tolist()[0] == [True, True, True, False, False]
 
 
-def test_masked_softmax_exact_zeros_and_empty_rows():
+@pytest.mark.parametrize("in_place", [False, True])
+def test_masked_softmax_exact_zeros_and_empty_rows(in_place):
     scores = torch.randn(2, 4)
     mask = torch.tensor([[True, True, False, False], [False, False, False, False]])
-    probs = masked_softmax(scores, mask)
+    probs = masked_softmax(scores.clone(), mask, in_place=in_place)
     assert probs[0, 2:].eq(0).all() and probs[1].eq(0).all()
     torch.testing.assert_close(probs[0, :2], torch.softmax(scores[0, :2], -1))
+
+
+def test_masked_softmax_broadcast_mask_without_empty_rows_and_in_place_contract():
+    # A key-padding mask broadcast over heads and queries, every row with a key: the fast return.
+    scores = torch.randn(2, 3, 5, 5)
+    mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])[:, None, None, :]  # (batch, 1, 1, keys)
+    original = scores.clone()
+    probs = masked_softmax(scores, mask)
+    assert torch.equal(scores, original)  # out of place by default: the caller's scores are untouched
+    assert probs[1, :, :, 3:].eq(0).all() and not probs.isnan().any()
+    torch.testing.assert_close(probs.sum(-1), torch.ones(2, 3, 5))
+    in_place = masked_softmax(scores, mask, in_place=True)
+    assert torch.equal(in_place, probs)
+    assert scores[1, :, :, 3:].eq(float("-inf")).all()  # in place: the masked keys were filled
 
 
 def sdpa_inputs(q_len=4, k_len=6):

@@ -187,6 +187,31 @@ def test_hooks_and_attentions_still_see_every_layer_under_no_grad(minilm_dir):
                                    atol=ATOL, rtol=0)
 
 
+@pytest.mark.parametrize("path", ["unpadded", "unpadded-autograd", "padded"])
+def test_last_layer_cls_only_hands_the_hook_the_cls_row_on_every_path(minilm_dir, path):
+    ref, ours = classifier_pair("minilm", minilm_dir)
+    ids, mask, types = make_batch("padding")
+    last = ours.config.num_hidden_layers - 1
+    rows: dict[int, torch.Tensor] = {}
+    with torch.set_grad_enabled(path == "unpadded-autograd"):
+        # output_attentions needs every layer's full maps, which only the padded path computes.
+        output = ours(ids, mask, types, attention_hook=lambda i, probs: rows.__setitem__(i, probs.detach()),
+                      last_layer_cls_only=True, output_attentions=path == "padded")
+    logits = output.logits
+    assert (output.attentions is not None) == (path == "padded")
+    assert logits.requires_grad == (path == "unpadded-autograd")
+    with torch.no_grad():
+        expected = ref(input_ids=ids, attention_mask=mask, output_attentions=True)
+    torch.testing.assert_close(logits.detach(), expected.logits, atol=ATOL, rtol=0)
+    assert sorted(rows) == list(range(last + 1))
+    assert rows[last].shape == (ids.shape[0], ours.config.num_attention_heads, 1, ids.shape[1])
+    torch.testing.assert_close(rows[last], expected.attentions[last][:, :, :1], atol=ATOL, rtol=0)
+    real = mask.bool()
+    for index in range(last):  # every other layer: every real token's row, as without the option
+        torch.testing.assert_close(rows[index].transpose(1, 2)[real],
+                                   expected.attentions[index].transpose(1, 2)[real], atol=ATOL, rtol=0)
+
+
 # ------------------------------------------------------------------------------ int8
 
 

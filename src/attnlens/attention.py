@@ -53,11 +53,20 @@ def combine_masks(*masks: Tensor | None) -> Tensor | None:
     return combined
 
 
-def masked_softmax(scores: Tensor, mask: Tensor | None, dim: int = -1) -> Tensor:
-    """Softmax that gives masked positions exactly 0 and fully masked rows all zeros (not NaN)."""
+def masked_softmax(scores: Tensor, mask: Tensor | None, dim: int = -1, *, in_place: bool = False) -> Tensor:
+    """Softmax that gives masked positions exactly 0 and fully masked rows all zeros (not NaN).
+
+    `in_place=True` masks `scores` itself: a caller that owns a fresh score tensor saves a full-size
+    copy, which for attention maps is a large part of the cost (docs/benchmarks.md, explanations).
+    """
     if mask is None:
         return torch.softmax(scores, dim=dim)
-    probs = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=dim)
+    masked = scores.masked_fill_(~mask, float("-inf")) if in_place else scores.masked_fill(~mask, float("-inf"))
+    probs = torch.softmax(masked, dim=dim)
+    # A row with at least one key already has exact zeros at its masked keys; only a row with
+    # none comes out NaN (0/0), and a second full-size pass is needed only then.
+    if bool(mask.any(dim=dim).all()):
+        return probs
     return probs.masked_fill(~mask, 0.0)
 
 
@@ -170,7 +179,10 @@ def scaled_dot_product_attention(
     if not need_weights:
         output = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout_p)
         return output, None
-    probs = masked_softmax(scaled_dot_score(query, key), mask)  # (batch, heads, q_len, k_len)
+    # The same numbers as masked_softmax(scaled_dot_score(...)), scaled and masked in place on the
+    # fresh product: two fewer full-size tensors of (batch, heads, q_len, k_len).
+    scores = dot_score(query, key).mul_(query.shape[-1] ** -0.5)
+    probs = masked_softmax(scores, mask, in_place=True)  # (batch, heads, q_len, k_len)
     if dropout_p > 0.0:
         probs = F.dropout(probs, p=dropout_p)
     return probs @ value, probs

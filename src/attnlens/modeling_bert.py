@@ -29,7 +29,11 @@ from attnlens.unpadding import Packing
 logger = logging.getLogger("attnlens")
 
 AttentionHook = Callable[[int, Tensor], None]
-"""Called as hook(layer_index, probs) with probs (batch, heads, q_len, k_len) during forward."""
+"""Called as hook(layer_index, probs) with probs (batch, heads, q_len, k_len) during forward.
+
+With `last_layer_cls_only=True` (BertForSequenceClassification.forward) the last layer's probs
+are the [CLS] query's row only, (batch, heads, 1, k_len): all the classifier's output depends on.
+"""
 
 _ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "gelu": F.gelu,
@@ -327,14 +331,16 @@ class BertModel(BertPreTrainedModel):
             pooled = self.pooler(hidden) if self.pooler is not None else None
         return BertModelOutput(hidden, pooled, all_hidden, all_attentions)
 
-    def can_unpad(self, attention_mask: Tensor | None) -> bool:
-        """Whether `pooled_output_unpadded` applies: inference, and every row starts with a token."""
-        return (not self.training and not torch.is_grad_enabled() and self.pooler is not None
+    def can_unpad(self, attention_mask: Tensor | None, *, with_autograd: bool = False) -> bool:
+        """Whether `pooled_output_unpadded` applies: eval mode, autograd off (unless the caller
+        asks for it), and every row starts with a token."""
+        return (not self.training and (with_autograd or not torch.is_grad_enabled()) and self.pooler is not None
                 and (attention_mask is None or bool(attention_mask[:, 0].all())))
 
     def pooled_output_unpadded(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                                token_type_ids: Tensor | None = None,
-                               attention_hook: AttentionHook | None = None) -> Tensor:
+                               attention_hook: AttentionHook | None = None, *,
+                               last_layer_cls_only: bool = False) -> Tensor:
         """`forward(...).pooler_output` without computing anything for padding positions.
 
         Projections and feed-forward run on the packed real tokens (see attnlens.unpadding); only
@@ -342,16 +348,20 @@ class BertModel(BertPreTrainedModel):
         pooled [CLS] vector does too; padded positions are never computed, which is why only the
         pooled output is offered. Nor is anything the [CLS] vector does not depend on: the last
         layer attends from [CLS] only and runs its feed-forward on the [CLS] rows, a sixth of a
-        6-layer encoder's work on SST-2-length inputs. Inference only (no gradients).
+        6-layer encoder's work on SST-2-length inputs. Eval mode only; autograd works through it
+        (gradient explanations use it), though only module hooks on submodules (not on
+        `embeddings` itself, which is called through `forward_packed`) see the packed tensors.
 
         `attention_hook` sees the same probabilities as in `forward` in every row of a real token
         (so with a hook the last layer computes every row); rows of padding queries hold no
         meaning (no real token attends to them) and, where the batch was unpadded, come from a
-        zero query.
+        zero query. With `last_layer_cls_only=True` the last layer stays [CLS]-only as without a
+        hook, and the hook gets that layer's [CLS] row (batch, heads, 1, seq): what rollout and
+        plain attention read, without a sixth of the encoder's work for rows they never use.
         """
         _check_inputs(input_ids, self.config)
-        if not self.can_unpad(attention_mask):
-            raise InputError("unpadded inference needs eval mode, no autograd and a real first token per row")
+        if not self.can_unpad(attention_mask, with_autograd=True):
+            raise InputError("unpadded inference needs eval mode and a real first token per row")
         batch, seq = input_ids.shape
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
@@ -362,13 +372,25 @@ class BertModel(BertPreTrainedModel):
         hidden = self.embeddings.forward_packed(input_ids, token_type_ids, packing)  # (tokens, hidden)
         layers = self.encoder.layer
         for index, layer in enumerate(layers):
-            if index == len(layers) - 1 and attention_hook is None:
-                first_tokens = layer(hidden, mask, False, packing, first_token_only=True)[0]  # (batch, hidden)
+            if index == len(layers) - 1 and (attention_hook is None or last_layer_cls_only):
+                first_tokens, probs = layer(hidden, mask, attention_hook is not None, packing,
+                                            first_token_only=True)  # (batch, hidden)
+                if attention_hook is not None:
+                    attention_hook(index, probs)  # (batch, heads, 1, seq)
                 return self.pooler(first_tokens.unsqueeze(1))
             hidden, probs = layer(hidden, mask, attention_hook is not None, packing)
             if attention_hook is not None:
                 attention_hook(index, probs)
         return self.pooler(hidden[packing.first_token_rows].unsqueeze(1))  # [CLS] rows as (batch, 1, hidden)
+
+
+def _cls_row_in_last_layer(hook: AttentionHook, last_layer: int) -> AttentionHook:
+    """`hook` as the padded path must call it under `last_layer_cls_only`: same shapes as unpadded."""
+
+    def call(layer_index: int, probs: Tensor) -> None:
+        hook(layer_index, probs[:, :, :1] if layer_index == last_layer else probs)
+
+    return call
 
 
 class BertForSequenceClassification(BertPreTrainedModel):
@@ -389,12 +411,21 @@ class BertForSequenceClassification(BertPreTrainedModel):
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                 token_type_ids: Tensor | None = None, output_attentions: bool = False,
-                output_hidden_states: bool = False, attention_hook: AttentionHook | None = None
-                ) -> SequenceClassifierOutput:
-        if not (output_attentions or output_hidden_states) and self.bert.can_unpad(attention_mask):
+                output_hidden_states: bool = False, attention_hook: AttentionHook | None = None,
+                *, last_layer_cls_only: bool = False) -> SequenceClassifierOutput:
+        """`last_layer_cls_only`: `attention_hook` gets only the [CLS] row of the last layer's
+        probabilities (see `AttentionHook`), on every path. In eval mode the other rows and the
+        padding are then not computed, with or without autograd: the caller has said it reads
+        nothing but the logits and hooked maps (module hooks on `bert.embeddings` do not fire then).
+        """
+        unpad = self.bert.can_unpad(attention_mask, with_autograd=last_layer_cls_only)
+        if not (output_attentions or output_hidden_states) and unpad:
             # Only the [CLS] vector is needed: skip every FLOP on padding (see attnlens.unpadding).
-            pooled = self.bert.pooled_output_unpadded(input_ids, attention_mask, token_type_ids, attention_hook)
+            pooled = self.bert.pooled_output_unpadded(input_ids, attention_mask, token_type_ids, attention_hook,
+                                                      last_layer_cls_only=last_layer_cls_only)
             return SequenceClassifierOutput(self.classifier(self.dropout(pooled)))
+        if attention_hook is not None and last_layer_cls_only:
+            attention_hook = _cls_row_in_last_layer(attention_hook, self.config.num_hidden_layers - 1)
         outputs = self.bert(input_ids, attention_mask, token_type_ids, output_attentions,
                             output_hidden_states, attention_hook)
         logits = self.classifier(self.dropout(outputs.pooler_output))  # (batch, num_labels)

@@ -69,6 +69,10 @@ class Packing:
         width = packed.shape[-1]
         if self.indices is None:
             return packed.view(self.batch, self.seq, width)
+        if packed.requires_grad and torch.is_grad_enabled():
+            # Autograd keeps every layer's padded input for the backward: no shared buffer then.
+            padded = packed.new_zeros(self.batch * self.seq, width).index_copy(0, self.indices, packed)
+            return padded.view(self.batch, self.seq, width)
         padded = self._buffers.get((width, packed.dtype))
         if padded is None:
             padded = self._buffers[(width, packed.dtype)] = packed.new_zeros(self.batch * self.seq, width)

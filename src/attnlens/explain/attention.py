@@ -21,5 +21,5 @@ def last_layer_cls_attention(model, batch: EncodedBatch) -> tuple[torch.Tensor, 
         if layer_index == last_layer:
             captured["cls"] = probs[:, :, 0, :].mean(dim=1)  # (batch, seq)
 
-    logits = model(**batch.model_inputs(), attention_hook=keep_last).logits
+    logits = model(**batch.model_inputs(), attention_hook=keep_last, last_layer_cls_only=True).logits
     return logits, captured["cls"]

@@ -47,7 +47,9 @@ What `rule="deletion"` changes, both measured on SST-2 *train* sentences:
 Cost: one forward and one backward. The backward is asked only for the gradient of the first
 layer's attention, so autograd skips every weight gradient and stops one layer above the
 embeddings; each layer's contribution is summed as its gradient arrives, so no attention map
-outlives its own layer's gradient.
+outlives its own layer's gradient. The forward runs on the packed real tokens and computes the
+last layer for [CLS] only (`last_layer_cls_only`), as plain inference does, so neither pass
+spends anything on padding or on last-layer rows that cannot reach the logits.
 """
 
 from __future__ import annotations
@@ -77,7 +79,9 @@ def deletion_relevance(probs: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     """Per key: Σ_heads Σ_(queries i ≠ key) ∂y/∂s_ij, one layer's first-order deletion effect (batch, seq)."""
     weighted = grad * probs  # (batch, heads, q, k): Chefer's ∇A ⊙ A
     score_grad = weighted - probs * weighted.sum(dim=-1, keepdim=True)  # ∂y/∂s, softmax Jacobian
-    own_row = score_grad.diagonal(dim1=-2, dim2=-1).sum(dim=1)  # (batch, seq): edge j <- j
+    own_row = score_grad.diagonal(dim1=-2, dim2=-1).sum(dim=1)  # (batch, q): edge j <- j
+    # q < k for the last layer, computed for [CLS] only: keys without a query row have no own edge.
+    own_row = torch.nn.functional.pad(own_row, (0, score_grad.shape[-1] - score_grad.shape[-2]))
     return (score_grad.sum(dim=(1, 2)) - own_row).float()
 
 
@@ -102,9 +106,12 @@ def gradient_weighted_rollout(
     def accumulate_chefer(layer_index: int, grad: torch.Tensor) -> None:
         # Gradients arrive last layer first: exactly the order of e_cls (I + Ā_L) … (I + Ā_1).
         probs = probs_by_layer.pop(layer_index)
-        weighted = (grad * probs).clamp(min=0).mean(dim=1).float()  # (batch, seq, seq)
+        weighted = (grad * probs).clamp(min=0).mean(dim=1).float()  # (batch, rows, seq)
         row = state["row"]  # (batch, seq)
-        state["row"] = row + torch.bmm(row.unsqueeze(1), weighted).squeeze(1)
+        # The last layer holds its [CLS] row only (rows = 1); its other rows are exactly zero here,
+        # since no other query of the last layer reaches the logits.
+        rows = weighted.shape[1]
+        state["row"] = row + torch.bmm(row[:, :rows].unsqueeze(1), weighted).squeeze(1)
 
     accumulate = accumulate_deletion if rule == "deletion" else accumulate_chefer
 
@@ -114,14 +121,17 @@ def gradient_weighted_rollout(
 
     def require_grad(module, inputs, output: torch.Tensor) -> torch.Tensor:
         # A model whose weights were frozen (a common serving habit) would give attention maps
-        # without a graph; making the embeddings a graph input restores it.
+        # without a graph; making the embeddings a graph input restores it. The hook sits on the
+        # embeddings' LayerNorm, which the packed (unpadded) forward calls too.
         return output if output.requires_grad else output.detach().requires_grad_()
 
-    handle = model.bert.embeddings.register_forward_hook(require_grad)
+    handle = model.bert.embeddings.LayerNorm.register_forward_hook(require_grad)
     try:
         # The service may call us under no_grad or inference_mode; this method needs autograd.
         with torch.inference_mode(False), torch.enable_grad():
-            logits = model(**batch.model_inputs(), attention_hook=capture).logits
+            # Only the logits and the last layer's [CLS] row are read: in eval mode the forward
+            # then skips padding and the last layer's other rows, and so does the backward.
+            logits = model(**batch.model_inputs(), attention_hook=capture, last_layer_cls_only=True).logits
             targets = resolve_targets(logits.detach(), target)
             seq = batch.input_ids.shape[1]
             state["row"] = torch.zeros(len(batch), seq, dtype=torch.float32, device=logits.device)

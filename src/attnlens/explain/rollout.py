@@ -3,7 +3,8 @@
 Each layer's head-averaged attention is mixed with the identity for the residual connection,
 `0.5 * A + 0.5 * I` (rows still sum to 1), and the layers are multiplied together. The product is
 accumulated while the forward pass runs, through the model's `attention_hook`, so only one
-seq x seq matrix per example is alive at a time instead of every layer's map.
+seq x seq matrix per example is alive at a time instead of every layer's map. The last layer
+contributes only its [CLS] row, the one row of the product that is read.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ from attnlens.explain.inputs import EncodedBatch
 
 
 def _with_residual(probs: torch.Tensor) -> torch.Tensor:
-    """(batch, heads, seq, seq) probabilities -> (batch, seq, seq) head mean plus residual identity."""
+    """(batch, heads, rows, seq) probabilities -> (batch, rows, seq) head mean plus residual identity.
+
+    `rows` is seq, or the first query rows only (the last layer's [CLS] row): their identity rows.
+    """
     mean = probs.mean(dim=1)
-    eye = torch.eye(mean.shape[-1], dtype=mean.dtype, device=mean.device)
+    eye = torch.eye(mean.shape[-1], dtype=mean.dtype, device=mean.device)[: mean.shape[-2]]
     return 0.5 * mean + 0.5 * eye
 
 
@@ -31,7 +35,9 @@ def attention_rollout(model, batch: EncodedBatch) -> tuple[torch.Tensor, torch.T
         # Later layers multiply from the left: information flows from the input upwards.
         state["rollout"] = layer if previous is None else torch.bmm(layer, previous)
 
-    logits = model(**batch.model_inputs(), attention_hook=accumulate).logits
+    # The [CLS] row of the product needs only the last layer's [CLS] row, so that layer computes
+    # just that row, as the plain inference forward does.
+    logits = model(**batch.model_inputs(), attention_hook=accumulate, last_layer_cls_only=True).logits
     return logits, state["rollout"][:, 0, :]
 
 
