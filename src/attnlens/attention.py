@@ -80,8 +80,11 @@ def dot_score(query: Tensor, keys: Tensor) -> Tensor:
 
 
 def scaled_dot_score(query: Tensor, keys: Tensor) -> Tensor:
-    """Vaswani et al.: qᵀk / sqrt(d); the scaling keeps softmax out of saturation as d grows."""
-    return dot_score(query, keys) * query.shape[-1] ** -0.5
+    """Vaswani et al.: qᵀk / sqrt(d); the scaling keeps softmax out of saturation as d grows.
+
+    Scaled in place: the product is a fresh tensor, so a full-size copy is saved.
+    """
+    return dot_score(query, keys).mul_(query.shape[-1] ** -0.5)
 
 
 def general_score(query: Tensor, keys: Tensor, weight: Tensor) -> Tensor:
@@ -179,10 +182,8 @@ def scaled_dot_product_attention(
     if not need_weights:
         output = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout_p)
         return output, None
-    # The same numbers as masked_softmax(scaled_dot_score(...)), scaled and masked in place on the
-    # fresh product: two fewer full-size tensors of (batch, heads, q_len, k_len).
-    scores = dot_score(query, key).mul_(query.shape[-1] ** -0.5)
-    probs = masked_softmax(scores, mask, in_place=True)  # (batch, heads, q_len, k_len)
+    # The scores are ours, so they are masked in place: no full-size copy of (batch, heads, q, k).
+    probs = masked_softmax(scaled_dot_score(query, key), mask, in_place=True)  # (batch, heads, q_len, k_len)
     if dropout_p > 0.0:
         probs = F.dropout(probs, p=dropout_p)
     return probs @ value, probs

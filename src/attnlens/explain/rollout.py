@@ -20,7 +20,7 @@ def _with_residual(probs: torch.Tensor) -> torch.Tensor:
     `rows` is seq, or the first query rows only (the last layer's [CLS] row): their identity rows.
     """
     mean = probs.mean(dim=1)
-    eye = torch.eye(mean.shape[-1], dtype=mean.dtype, device=mean.device)[: mean.shape[-2]]
+    eye = torch.eye(mean.shape[-2], mean.shape[-1], dtype=mean.dtype, device=mean.device)  # (rows, seq)
     return 0.5 * mean + 0.5 * eye
 
 
