@@ -5,8 +5,9 @@
 On the first --texts SST-2 validation sentences, or with `--imdb` the first --texts reviews of
 imdb-2k read to --max-length tokens (length-sorted batches of --batch-size), best of --repeats: the
 ordinary inference forward (packed, fused attention), the padded forward, the forward with an
-attention hook (explicit softmax), attention rollout, grad_rollout (Chefer et al.'s rule, the
-default, and the opt-in deletion rule).
+attention hook (explicit softmax on the padded batch), the forward with a chunk hook
+(explicit softmax a few examples at a time, what the explanations use), attention rollout,
+grad_rollout (Chefer et al.'s rule, the default, and the opt-in deletion rule).
 
     python benchmarks/explain_cost.py --model outputs/sst2-minilm/best --threads 1 --imdb --max-length 256
 """
@@ -66,10 +67,16 @@ def main() -> None:
     def forward_with_hook(b):
         model(**b.model_inputs(), attention_hook=lambda layer, probs: None)
 
+    @torch.no_grad()
+    def forward_with_chunk_hook(b):
+        model(**b.model_inputs(), attention_chunk_hook=lambda layer, first, probs: None,
+              last_layer_cls_only=True)
+
     runs = {
         "forward": forward,
         "forward_padded": forward_padded,
         "forward_with_hook": forward_with_hook,
+        "forward_with_chunk_hook": forward_with_chunk_hook,
         "rollout": lambda b: attention_rollout(model, b),
         "grad_rollout": lambda b: gradient_weighted_rollout(model, b),
         "grad_rollout_deletion": lambda b: gradient_weighted_rollout(model, b, rule="deletion"),
@@ -84,7 +91,7 @@ def main() -> None:
                 run(batch)
             best[name] = min(best[name], time.perf_counter() - start)
     for name, seconds in best.items():
-        print(f"{name:20s} {1000 * seconds / len(texts):7.1f} ms/example  {seconds / best['forward']:5.2f}x forward")
+        print(f"{name:26s} {1000 * seconds / len(texts):7.1f} ms/example  {seconds / best['forward']:5.2f}x forward")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,9 @@ from attnlens.baselines.han import ContextAttention
 from attnlens.baselines.native import sentence_importances
 from attnlens.baselines.pooling import AttentionPooling, LocalPAttention
 from attnlens.explain import explain, explain_batch
+from attnlens.explain.grad_rollout import gradient_weighted_rollout
+from attnlens.explain.inputs import encode_texts
+from attnlens.explain.rollout import attention_rollout
 from attnlens.models import load_model
 
 POOLING_KINDS = ("additive", "dot", "general", "concat")
@@ -369,6 +372,11 @@ def test_occlusion_works_and_transformer_only_methods_are_refused(tokenizer):
     assert [w.word for w in explanation.words] == ["a", "fine", "film"]
     with pytest.raises(InputError, match="method 'grad_rollout' does not apply to BiRNNAttention"):
         explain(model, tokenizer, "a fine film", method="grad_rollout")
+    # Called directly, the transformer-only functions are refused by the model itself.
+    batch = encode_texts(tokenizer, ["a fine film"], 64)
+    for method in (attention_rollout, gradient_weighted_rollout):
+        with pytest.raises(InputError, match="has no transformer attention maps"):
+            method(model, batch)
 
 
 def test_native_is_refused_for_bert(tmp_path, tokenizer):

@@ -3,7 +3,7 @@
 `attention_rollout` multiplies layer by layer inside the attention hook; `gradient_weighted_rollout`
 accumulates its per-token relevance (both rules) during the backward pass. Both are compared with
 the direct formulas over `output_attentions` maps (and, for gradients, a plain full backward), on a
-padded batch.
+padded batch, whichever way the model groups the examples into attention chunks.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import attnlens.unpadding
 from attnlens import BertConfig, BertForSequenceClassification, InputError
 from attnlens.explain.grad_rollout import gradient_weighted_rollout
 from attnlens.explain.inputs import encode_texts
@@ -32,7 +33,20 @@ def batch(tokenizer):
     return encode_texts(tokenizer, TEXTS, 512)
 
 
-def test_rollout_layer_by_layer_equals_rollout_from_all_maps(model, batch):
+@pytest.fixture(params=["one chunk", "a padded pair and one alone", "each alone"])
+def chunking(request, monkeypatch, model, batch):
+    """How `attend_in_chunks` groups the batch: all together (the default budget), the first two
+    examples together (padded to the longer) and the third alone, or every example alone."""
+    heads = model.config.num_attention_heads
+    budget = {"one chunk": None, "each alone": 1,
+              "a padded pair and one alone": 2 * heads * max(batch.lengths[:2]) ** 2}[request.param]
+    if budget is not None:
+        monkeypatch.setattr(attnlens.unpadding, "CHUNK_MAP_ELEMENTS", budget)
+    assert batch.lengths[0] != batch.lengths[1]  # so the pair really is padded
+    return request.param
+
+
+def test_rollout_layer_by_layer_equals_rollout_from_all_maps(model, batch, chunking):
     logits, streamed = attention_rollout(model, batch)
     with torch.no_grad():
         out = model(**batch.model_inputs(), output_attentions=True)
@@ -83,7 +97,7 @@ def reference_deletion(model, batch, targets):
 
 
 @pytest.mark.parametrize("target", [None, 0, 1])
-def test_one_pass_deletion_rule_equals_reference(model, batch, target):
+def test_one_pass_deletion_rule_equals_reference(model, batch, target, chunking):
     logits, streamed = gradient_weighted_rollout(model, batch, target, rule="deletion")
     targets = logits.argmax(-1) if target is None else torch.full((len(batch),), target)
     ref_logits, reference = reference_deletion(model, batch, targets)
@@ -95,7 +109,7 @@ def test_one_pass_deletion_rule_equals_reference(model, batch, target):
 
 
 @pytest.mark.parametrize("target", [None, 0, 1])
-def test_one_pass_chefer_rule_the_default_equals_reference(model, batch, target):
+def test_one_pass_chefer_rule_the_default_equals_reference(model, batch, target, chunking):
     logits, streamed = gradient_weighted_rollout(model, batch, target)
     targets = logits.argmax(-1) if target is None else torch.full((len(batch),), target)
     ref_logits, reference = reference_chefer(model, batch, targets)

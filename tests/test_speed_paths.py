@@ -15,6 +15,7 @@ import pytest
 import torch
 import transformers
 
+import attnlens.unpadding
 from attnlens import BertConfig, BertForSequenceClassification, load_tokenizer
 from attnlens.checkpoint import load_weights
 from attnlens.errors import ConfigError
@@ -121,6 +122,62 @@ def test_batches_are_unpadded_only_where_it_pays():
     assert packing.num_tokens == 80 and packing.first_token_rows.tolist() == [0, 20, 40, 60]
     assert pytest.approx(0.1) == MIN_PADDING_TO_UNPAD
     assert Packing.from_mask(torch.ones(2, 5), 2, 5, torch.device("cpu")).indices is None
+
+
+def test_sequences_are_chunked_by_the_size_of_their_maps():
+    lengths = (10, 10, 4, 20, 3, 3)
+    mask = (torch.arange(20)[None, :] < torch.tensor(lengths)[:, None]).long()
+    packing = Packing.from_mask(mask, len(lengths), 20, torch.device("cpu"), min_padding=0.0)
+    # 2 heads, room for 400 floats: two 10-token maps (2 x 2 x 10²), not a third; 20 tokens alone.
+    chunks = packing.chunks(heads=2, max_map_elements=400)
+    assert [(first, chunk.lengths) for first, chunk in chunks] == [(0, (10, 10)), (2, (4,)), (3, (20,)), (4, (3, 3))]
+    assert chunks[0][1].indices is None and chunks[0][1].key_mask() is None  # equal lengths: no padding
+    assert packing.chunks(heads=2, max_map_elements=400) is chunks  # computed once, used by every layer
+    assert [c.lengths for _, c in packing.chunks(heads=2, max_map_elements=1)] == [(n,) for n in lengths]
+    together = packing.chunks(heads=2, max_map_elements=10**6)
+    assert len(together) == 1 and together[0][1].key_mask()[:, 0, 0].sum(1).tolist() == list(lengths)
+
+
+@pytest.mark.parametrize("budget", ["default", "each alone", "pairs"])
+@pytest.mark.parametrize("path", ["unpadded", "unpadded-autograd", "padded"])
+@pytest.mark.parametrize("case", ["padding", "holes"])
+def test_chunk_hook_hands_each_example_its_maps_over_its_real_tokens(minilm_dir, monkeypatch, budget, path, case):
+    ref, ours = classifier_pair("minilm", minilm_dir)
+    ids, mask, types = make_batch(case)
+    heads, last = ours.config.num_attention_heads, ours.config.num_hidden_layers - 1
+    lengths = mask.sum(1).tolist()
+    if budget != "default":
+        monkeypatch.setattr(attnlens.unpadding, "CHUNK_MAP_ELEMENTS",
+                            1 if budget == "each alone" else 2 * heads * max(lengths) ** 2)
+    seen: dict[tuple[int, int], torch.Tensor] = {}
+
+    def hook(layer: int, first: int, probs: torch.Tensor) -> None:
+        for j in range(probs.shape[0]):
+            assert (layer, first + j) not in seen
+            seen[(layer, first + j)] = probs[j].detach()
+
+    with torch.set_grad_enabled(path == "unpadded-autograd"):
+        # output_attentions needs every layer's full maps, which only the padded path computes.
+        output = ours(ids, mask, types, attention_chunk_hook=hook, last_layer_cls_only=True,
+                      output_attentions=path == "padded")
+    assert output.logits.requires_grad == (path == "unpadded-autograd")
+    with torch.no_grad():
+        expected = ref(input_ids=ids, attention_mask=mask, output_attentions=True)
+    torch.testing.assert_close(output.logits.detach(), expected.logits, atol=ATOL, rtol=0)
+    assert sorted(seen) == [(layer, e) for layer in range(last + 1) for e in range(len(lengths))]
+    for (layer, example), probs in seen.items():
+        real = mask[example].bool()
+        theirs = expected.attentions[layer][example][:, real][:, :, real]  # (heads, length, length)
+        rows = 1 if layer == last else lengths[example]
+        torch.testing.assert_close(probs[:, :rows, : lengths[example]], theirs[:, :rows], atol=ATOL, rtol=0)
+        assert torch.all(probs[:, :rows, lengths[example]:] == 0)  # keys past its tokens: chunk padding
+
+
+def test_one_attention_hook_at_a_time(minilm_dir):
+    _, ours = classifier_pair("tiny", minilm_dir)
+    ids, mask, types = make_batch("padding")
+    with pytest.raises(ValueError, match="pass attention_hook or attention_chunk_hook, not both"):
+        ours(ids, mask, types, attention_hook=lambda *a: None, attention_chunk_hook=lambda *a: None)
 
 
 def test_unpadded_pooled_output_equals_padded_forward(minilm_dir):

@@ -35,6 +35,17 @@ With `last_layer_cls_only=True` (BertForSequenceClassification.forward) the last
 are the [CLS] query's row only, (batch, heads, 1, k_len): all the classifier's output depends on.
 """
 
+ChunkAttentionHook = Callable[[int, int, Tensor], None]
+"""Called as hook(layer_index, first_example, probs) with probs (chunk, heads, q_len, length): the
+maps of examples first_example, first_example + 1, ... (a few consecutive examples, or one),
+each right-padded to the chunk's longest: example j's real tokens are its first keys, in order,
+and its keys past them have probability 0 (rows past them mean nothing). q_len is `length`, or
+1 for the last layer under `last_layer_cls_only=True`. Every layer uses the same chunks. In eval
+mode attention is computed chunk by chunk (`BertSelfAttention.attend_in_chunks`), so each map is
+handed over while it is in cache; under autograd each chunk's map is its own graph node, so a
+tensor hook on it receives that chunk's gradient.
+"""
+
 _ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "gelu": F.gelu,
     "relu": F.relu,
@@ -116,12 +127,16 @@ class BertSelfAttention(nn.Module):
         return None
 
     def forward(self, hidden: Tensor, mask: Tensor | None, need_weights: bool,
-                packing: Packing | None = None, first_token_only: bool = False) -> tuple[Tensor, Tensor | None]:
+                packing: Packing | None = None, first_token_only: bool = False,
+                in_chunks: bool = False) -> tuple[Tensor, Tensor | list[tuple[int, Tensor]] | None]:
         """hidden (batch, seq, hidden), or (tokens, hidden) with `packing` (see attnlens.unpadding).
 
         `first_token_only` (with `packing`): only each sequence's first query ([CLS]) attends, and
         the context comes back as (batch, hidden); keys and values still cover every token.
+        `in_chunks` (with `packing`): see `attend_in_chunks`; the maps come back as a list.
         """
+        if in_chunks:
+            return self.attend_in_chunks(hidden, packing, first_token_only)
         stacked = self._stacked_qkv(hidden)
         if stacked is None and packing is not None:  # e.g. CUDA or bfloat16: pad all three at once
             stacked = torch.cat([self.query(hidden), self.key(hidden), self.value(hidden)], dim=-1)
@@ -145,6 +160,38 @@ class BertSelfAttention(nn.Module):
         return context, probs  # ..., (batch, heads, seq, seq)
 
 
+    def attend_in_chunks(self, hidden: Tensor, packing: Packing,
+                         first_token_only: bool = False) -> tuple[Tensor, list[tuple[int, Tensor]]]:
+        """Attention with probabilities, a few sequences at a time (`Packing.chunks`).
+
+        An explanation needs every layer's maps, (heads, seq, seq) per example: for a batch of
+        256-token reviews that is tens of megabytes per layer, past the cache, and masking,
+        softmax and the two products each stream all of it through memory again (together more
+        than the layer's fused attention). A chunk's maps (one 200-token review, or dozens of
+        short sentences) stay in cache from the scores to the product with the values, and a
+        chunk of one needs neither mask nor padding. `packing` must hold real tokens only
+        (`Packing.from_mask(..., min_padding=0)`). Returns (context (tokens, hidden), or (batch,
+        hidden) with `first_token_only`; [(first example, its chunk's probs)], see ChunkAttentionHook).
+        """
+        stacked = self._stacked_qkv(hidden)
+        if stacked is None:
+            stacked = torch.cat([self.query(hidden), self.key(hidden), self.value(hidden)], dim=-1)
+        chunks = packing.chunks(self.num_heads)
+        contexts, maps = [], []
+        # One split, not a slice per chunk: under autograd each slice's backward would fill a
+        # zero tensor the size of the whole batch's projections, every chunk, every layer.
+        for rows, (first, chunk) in zip(stacked.split([chunk.num_tokens for _, chunk in chunks]), chunks,
+                                        strict=True):
+            q, k, v = (split_heads(x, self.num_heads) for x in chunk.pad(rows).split(self.hidden_size, dim=-1))
+            if first_token_only:
+                q = q[:, :, :1]
+            context, probs = scaled_dot_product_attention(q, k, v, chunk.key_mask(), need_weights=True)
+            context = merge_heads(context)  # (chunk, rows, hidden)
+            contexts.append(context[:, 0] if first_token_only else chunk.pack(context))
+            maps.append((first, probs))
+        return torch.cat(contexts), maps
+
+
 class BertSelfOutput(nn.Module):
     """Projection back to the residual stream, then the post-LN residual connection."""
 
@@ -165,8 +212,9 @@ class BertAttention(nn.Module):
         self.output = BertSelfOutput(config)
 
     def forward(self, hidden: Tensor, mask: Tensor | None, need_weights: bool,
-                packing: Packing | None = None, first_token_only: bool = False) -> tuple[Tensor, Tensor | None]:
-        context, probs = self.self(hidden, mask, need_weights, packing, first_token_only)
+                packing: Packing | None = None, first_token_only: bool = False,
+                in_chunks: bool = False) -> tuple[Tensor, Tensor | list[tuple[int, Tensor]] | None]:
+        context, probs = self.self(hidden, mask, need_weights, packing, first_token_only, in_chunks)
         residual = hidden[packing.first_token_rows] if first_token_only else hidden
         return self.output(context, residual), probs
 
@@ -205,12 +253,14 @@ class BertLayer(nn.Module):
         self.output = BertOutput(config)
 
     def forward(self, hidden: Tensor, mask: Tensor | None, need_weights: bool,
-                packing: Packing | None = None, first_token_only: bool = False) -> tuple[Tensor, Tensor | None]:
+                packing: Packing | None = None, first_token_only: bool = False,
+                in_chunks: bool = False) -> tuple[Tensor, Tensor | list[tuple[int, Tensor]] | None]:
         """`first_token_only` (with `packing`): the output at each sequence's [CLS] only, (batch,
-        hidden); everything after attention is per token, so nothing else needs computing."""
-        if first_token_only and packing is None:
-            raise ValueError("first_token_only needs the packed layout (attnlens.unpadding)")
-        attended, probs = self.attention(hidden, mask, need_weights, packing, first_token_only)
+        hidden); everything after attention is per token, so nothing else needs computing.
+        `in_chunks` (with `packing`): attention a few sequences at a time, maps as a list."""
+        if (first_token_only or in_chunks) and packing is None:
+            raise ValueError("first_token_only and in_chunks need the packed layout (attnlens.unpadding)")
+        attended, probs = self.attention(hidden, mask, need_weights, packing, first_token_only, in_chunks)
         return self.output(self.intermediate(attended), attended), probs
 
 
@@ -340,7 +390,8 @@ class BertModel(BertPreTrainedModel):
     def pooled_output_unpadded(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                                token_type_ids: Tensor | None = None,
                                attention_hook: AttentionHook | None = None, *,
-                               last_layer_cls_only: bool = False) -> Tensor:
+                               last_layer_cls_only: bool = False,
+                               attention_chunk_hook: ChunkAttentionHook | None = None) -> Tensor:
         """`forward(...).pooler_output` without computing anything for padding positions.
 
         Projections and feed-forward run on the packed real tokens (see attnlens.unpadding); only
@@ -356,16 +407,27 @@ class BertModel(BertPreTrainedModel):
         (so with a hook the last layer computes every row); rows of padding queries hold no
         meaning (no real token attends to them) and, where the batch was unpadded, come from a
         zero query. With `last_layer_cls_only=True` the last layer stays [CLS]-only as without a
-        hook, and the hook gets that layer's [CLS] row (batch, heads, 1, seq): what rollout and
+        hook, and the hook gets that layer's [CLS] row (batch, heads, 1, seq): all that rollout and
         plain attention read, without a sixth of the encoder's work for rows they never use.
+
+        `attention_chunk_hook` (instead of `attention_hook`) gets the maps a few examples at a
+        time, each over its own real tokens (see `ChunkAttentionHook`), as they are computed: the
+        cheapest way to hand an explanation every layer's maps.
         """
         _check_inputs(input_ids, self.config)
         if not self.can_unpad(attention_mask, with_autograd=True):
             raise InputError("unpadded inference needs eval mode and a real first token per row")
+        in_chunks = attention_chunk_hook is not None
+        if in_chunks:
+            if attention_hook is not None:
+                raise ValueError("pass attention_hook or attention_chunk_hook, not both")
+            attention_hook = _each_chunk(attention_chunk_hook)
         batch, seq = input_ids.shape
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        packing = Packing.from_mask(attention_mask, batch, seq, input_ids.device)
+        # Attention in chunks needs the real tokens alone in each span, however little padding.
+        packing = Packing.from_mask(attention_mask, batch, seq, input_ids.device,
+                                    min_padding=0.0 if in_chunks else None)
         mask = None  # (batch, 1, 1, seq) where padding exists, whether or not it is unpadded
         if attention_mask is not None and not bool(attention_mask.all()):
             mask = attention_mask.bool()[:, None, None, :]
@@ -374,14 +436,40 @@ class BertModel(BertPreTrainedModel):
         for index, layer in enumerate(layers):
             if index == len(layers) - 1 and (attention_hook is None or last_layer_cls_only):
                 first_tokens, probs = layer(hidden, mask, attention_hook is not None, packing,
-                                            first_token_only=True)  # (batch, hidden)
+                                            first_token_only=True, in_chunks=in_chunks)  # (batch, hidden)
                 if attention_hook is not None:
                     attention_hook(index, probs)  # (batch, heads, 1, seq)
                 return self.pooler(first_tokens.unsqueeze(1))
-            hidden, probs = layer(hidden, mask, attention_hook is not None, packing)
+            hidden, probs = layer(hidden, mask, attention_hook is not None, packing, in_chunks=in_chunks)
             if attention_hook is not None:
                 attention_hook(index, probs)
         return self.pooler(hidden[packing.first_token_rows].unsqueeze(1))  # [CLS] rows as (batch, 1, hidden)
+
+
+def _each_chunk(hook: ChunkAttentionHook) -> AttentionHook:
+    """An AttentionHook for the chunked path, whose layers return [(first example, probs)]."""
+
+    def call(layer_index: int, maps: list[tuple[int, Tensor]]) -> None:
+        for first, probs in maps:
+            hook(layer_index, first, probs)
+
+    return call
+
+
+def _chunks_from_padded(hook: ChunkAttentionHook, attention_mask: Tensor | None) -> AttentionHook:
+    """`hook` fed from padded (batch, heads, rows, seq) maps: chunks of one example, its real keys
+    (and rows) gathered to the front, so any padding pattern meets ChunkAttentionHook's layout."""
+
+    def call(layer_index: int, probs: Tensor) -> None:
+        seq = probs.shape[-1]
+        for example in range(probs.shape[0]):
+            keys = (torch.arange(seq, device=probs.device) if attention_mask is None
+                    else attention_mask[example].nonzero().squeeze(1))
+            example_probs = probs[example:example + 1, :, :, keys]
+            # The last layer under last_layer_cls_only has its [CLS] row only.
+            hook(layer_index, example, example_probs[:, :, keys] if probs.shape[-2] == seq else example_probs)
+
+    return call
 
 
 def _cls_row_in_last_layer(hook: AttentionHook, last_layer: int) -> AttentionHook:
@@ -412,18 +500,27 @@ class BertForSequenceClassification(BertPreTrainedModel):
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                 token_type_ids: Tensor | None = None, output_attentions: bool = False,
                 output_hidden_states: bool = False, attention_hook: AttentionHook | None = None,
-                *, last_layer_cls_only: bool = False) -> SequenceClassifierOutput:
+                *, last_layer_cls_only: bool = False,
+                attention_chunk_hook: ChunkAttentionHook | None = None) -> SequenceClassifierOutput:
         """`last_layer_cls_only`: `attention_hook` gets only the [CLS] row of the last layer's
         probabilities (see `AttentionHook`), on every path. In eval mode the other rows and the
         padding are then not computed, with or without autograd: the caller has said it reads
         nothing but the logits and hooked maps (module hooks on `bert.embeddings` do not fire then).
+        `attention_chunk_hook` (see `ChunkAttentionHook`), instead of `attention_hook`, gets the
+        maps chunk by chunk, on every path; it too says only the logits and maps are read.
         """
-        unpad = self.bert.can_unpad(attention_mask, with_autograd=last_layer_cls_only)
+        if attention_hook is not None and attention_chunk_hook is not None:
+            raise ValueError("pass attention_hook or attention_chunk_hook, not both")
+        maps_only = last_layer_cls_only or attention_chunk_hook is not None
+        unpad = self.bert.can_unpad(attention_mask, with_autograd=maps_only)
         if not (output_attentions or output_hidden_states) and unpad:
             # Only the [CLS] vector is needed: skip every FLOP on padding (see attnlens.unpadding).
             pooled = self.bert.pooled_output_unpadded(input_ids, attention_mask, token_type_ids, attention_hook,
-                                                      last_layer_cls_only=last_layer_cls_only)
+                                                      last_layer_cls_only=last_layer_cls_only,
+                                                      attention_chunk_hook=attention_chunk_hook)
             return SequenceClassifierOutput(self.classifier(self.dropout(pooled)))
+        if attention_chunk_hook is not None:
+            attention_hook = _chunks_from_padded(attention_chunk_hook, attention_mask)
         if attention_hook is not None and last_layer_cls_only:
             attention_hook = _cls_row_in_last_layer(attention_hook, self.config.num_hidden_layers - 1)
         outputs = self.bert(input_ids, attention_mask, token_type_ids, output_attentions,

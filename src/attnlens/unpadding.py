@@ -21,6 +21,12 @@ from torch import Tensor
 # attention cost more than the padded rows (measured on SST-2 batches, docs/benchmarks.md).
 MIN_PADDING_TO_UNPAD = 0.1
 
+# Attention with its maps (explanations) is computed a few sequences at a time: a chunk's maps,
+# chunk x heads x seq² floats, stay in cache from the scores to the product with the values.
+# 2**19 float32 is 2 MiB, one core's L2 here: a 200-token review (12 heads) alone, ~70 SST-2
+# sentences together (docs/benchmarks.md, explanations).
+CHUNK_MAP_ELEMENTS = 2**19
+
 
 @dataclass
 class Packing:
@@ -30,9 +36,13 @@ class Packing:
     seq: int
     indices: Tensor | None  # (tokens,) row-major positions of real tokens; None: every position kept
     first_token_rows: Tensor  # (batch,) packed row of each sequence's first token ([CLS])
+    # Rows of each sequence in the packed tensor, which holds them one after another. Without
+    # `indices` they include padding; `from_mask(..., min_padding=0)` keeps real tokens alone.
+    lengths: tuple[int, ...]
     # One zeroed (batch * seq, width) buffer per width, reused by every layer: only real rows are
     # ever written, so its padding rows stay zero and need filling once per forward, not per layer.
     _buffers: dict[tuple[int, torch.dtype], Tensor] = field(default_factory=dict, repr=False)
+    _chunks: dict[tuple[int, int], list[tuple[int, Packing]]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_mask(cls, attention_mask: Tensor | None, batch: int, seq: int, device: torch.device,
@@ -46,10 +56,46 @@ class Packing:
         min_padding = MIN_PADDING_TO_UNPAD if min_padding is None else min_padding
         real = None if attention_mask is None else attention_mask.bool()
         if real is None or 1.0 - float(real.float().mean()) < max(min_padding, 1e-9):
-            return cls(batch, seq, None, torch.arange(batch, device=device) * seq)
+            return cls(batch, seq, None, torch.arange(batch, device=device) * seq, (seq,) * batch)
         lengths = real.sum(dim=1)  # (batch,)
         indices = real.reshape(-1).nonzero().squeeze(1)  # (tokens,)
-        return cls(batch, seq, indices, torch.cumsum(lengths, 0) - lengths)
+        return cls(batch, seq, indices, torch.cumsum(lengths, 0) - lengths, tuple(lengths.tolist()))
+
+    @classmethod
+    def from_lengths(cls, lengths: list[int], device: torch.device) -> Packing:
+        """Sequences of these lengths stored one after another, to be right-padded to the longest."""
+        seq = max(lengths)
+        real = torch.arange(seq, device=device)[None, :] < torch.tensor(lengths, device=device)[:, None]
+        return cls.from_mask(real, len(lengths), seq, device, min_padding=0.0)
+
+    def key_mask(self) -> Tensor | None:
+        """(batch, 1, 1, seq) True at real keys for `pad`'s layout; None where nothing is padding."""
+        if self.indices is None:
+            return None
+        lengths = torch.tensor(self.lengths, device=self.indices.device)
+        return (torch.arange(self.seq, device=lengths.device)[None, :] < lengths[:, None])[:, None, None, :]
+
+    def chunks(self, heads: int, max_map_elements: int | None = None) -> list[tuple[int, Packing]]:
+        """Consecutive sequences grouped so that each group's maps (group x heads x longest²) hold
+        at most `max_map_elements` (default CHUNK_MAP_ELEMENTS; a longer sequence makes a group of
+        its own), as (first sequence, the packing of the group's rows). Needs real tokens alone in
+        every span (`min_padding=0`). Computed once per forward, then reused by every layer (with
+        their `pad` buffers)."""
+        max_map_elements = CHUNK_MAP_ELEMENTS if max_map_elements is None else max_map_elements
+        key = (heads, max_map_elements)
+        if key not in self._chunks:
+            groups: list[tuple[int, list[int]]] = []
+            for index, length in enumerate(self.lengths):
+                if groups:
+                    lengths = groups[-1][1]
+                    longest = max(*lengths, length)
+                    if (len(lengths) + 1) * heads * longest * longest <= max_map_elements:
+                        lengths.append(length)
+                        continue
+                groups.append((index, [length]))
+            device = self.first_token_rows.device
+            self._chunks[key] = [(first, Packing.from_lengths(lengths, device)) for first, lengths in groups]
+        return self._chunks[key]
 
     @property
     def num_tokens(self) -> int:

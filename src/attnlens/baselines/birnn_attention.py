@@ -35,9 +35,10 @@ class BiRNNAttentionForSequenceClassification(PretrainedBaseline):
         self.classifier = nn.Linear(states, config.num_labels)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
-                token_type_ids: Tensor | None = None, attention_hook=None, **_: object) -> BaselineOutput:
+                token_type_ids: Tensor | None = None, attention_hook=None, attention_chunk_hook=None,
+                **_: object) -> BaselineOutput:
         """Same call as the BERT classifier; `token_type_ids` are accepted and ignored (one segment)."""
-        self.refuse_attention_hook(attention_hook)
+        self.refuse_attention_hook(attention_hook, attention_chunk_hook)
         mask = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
         lengths = mask.sum(dim=-1).clamp(min=1)
         embedded = self.dropout(self.word_embeddings(input_ids))  # (batch, seq, emb)

@@ -88,9 +88,10 @@ class HierarchicalAttentionNetwork(PretrainedBaseline):
         return split_sentences(input_ids, mask, self.sentence_end_ids, self.config.max_sentence_length)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
-                token_type_ids: Tensor | None = None, attention_hook=None, **_: object) -> BaselineOutput:
+                token_type_ids: Tensor | None = None, attention_hook=None, attention_chunk_hook=None,
+                **_: object) -> BaselineOutput:
         """Same call as the BERT classifier; `token_type_ids` are accepted and ignored."""
-        self.refuse_attention_hook(attention_hook)
+        self.refuse_attention_hook(attention_hook, attention_chunk_hook)
         mask = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
         mask = mask.clone()
         mask[:, 0] = True  # an all-padding row would have no sentence at all

@@ -78,7 +78,8 @@ class PretrainedBaseline(nn.Module):
     def get_input_embeddings(self) -> nn.Embedding:
         return self.word_embeddings
 
-    def refuse_attention_hook(self, attention_hook) -> None:
-        if attention_hook is not None:
+    def refuse_attention_hook(self, *hooks) -> None:
+        """Attention hooks read transformer maps; a silently ignored hook would explain nothing."""
+        if any(hook is not None for hook in hooks):
             raise InputError(f"{self.config.model_type} has no transformer attention maps; explain it with "
                              f"one of {list(self.supported_explanations)}")

@@ -15,11 +15,11 @@ from attnlens.explain.inputs import EncodedBatch
 def last_layer_cls_attention(model, batch: EncodedBatch) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (logits, scores (batch, seq)) from one forward pass, keeping only the last layer's map."""
     last_layer = model.config.num_hidden_layers - 1
-    captured: dict[str, torch.Tensor] = {}
+    captured: dict[int, torch.Tensor] = {}  # first example of a chunk -> (chunk, length)
 
-    def keep_last(layer_index: int, probs: torch.Tensor) -> None:
+    def keep_last(layer_index: int, first: int, probs: torch.Tensor) -> None:
         if layer_index == last_layer:
-            captured["cls"] = probs[:, :, 0, :].mean(dim=1)  # (batch, seq)
+            captured[first] = probs[:, :, 0, :].mean(dim=1)
 
-    logits = model(**batch.model_inputs(), attention_hook=keep_last, last_layer_cls_only=True).logits
-    return logits, captured["cls"]
+    logits = model(**batch.model_inputs(), attention_chunk_hook=keep_last, last_layer_cls_only=True).logits
+    return logits, batch.from_chunks(captured)

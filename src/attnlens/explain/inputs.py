@@ -35,6 +35,17 @@ class EncodedBatch:
     def lengths(self) -> list[int]:
         return [len(o) for o in self.offsets]
 
+    def from_chunks(self, chunks: dict[int, torch.Tensor]) -> torch.Tensor:
+        """Scores built chunk by chunk from `attention_chunk_hook` maps, {first example: (chunk,
+        chunk's longest)} with each example's real tokens first -> (batch, seq), zero at padding:
+        the layout every method returns, whatever the padding pattern."""
+        lengths = self.lengths
+        rows = [scores[j, : lengths[first + j]] for first, scores in sorted(chunks.items())
+                for j in range(scores.shape[0])]
+        out = torch.zeros(self.attention_mask.shape, dtype=rows[0].dtype, device=rows[0].device)
+        out[self.attention_mask.bool()] = torch.cat(rows)  # row-major: example by example, in order
+        return out
+
     def model_inputs(self) -> dict[str, torch.Tensor]:
         return {
             "input_ids": self.input_ids,
