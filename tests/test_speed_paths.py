@@ -19,7 +19,7 @@ import attnlens.unpadding
 from attnlens import BertConfig, BertForSequenceClassification, load_tokenizer
 from attnlens.checkpoint import load_weights
 from attnlens.errors import ConfigError
-from attnlens.kernels import ONEDNN_AVAILABLE
+from attnlens.kernels import ONEDNN_AVAILABLE, input_gradients_only
 from attnlens.modeling_bert import BertSelfAttention
 from attnlens.predict import Predictor
 from attnlens.quantize import (
@@ -220,6 +220,35 @@ def test_speed_paths_leave_state_dict_and_gradients_alone(minilm_dir):
     loss = ours(ids, mask, types).logits.sum()
     loss.backward()
     assert all(layer.attention.self.query.weight.grad is not None for layer in ours.bert.encoder.layer)
+
+
+def test_input_gradients_only_keeps_the_packed_kernels_and_the_input_gradient(minilm_dir):
+    _, ours = classifier_pair("tiny", minilm_dir)
+    ids, mask, types = make_batch("padding")
+    dense = ours.bert.encoder.layer[0].intermediate.dense
+
+    def logits_and_embedding_gradient():
+        captured = {}
+        handle = ours.bert.embeddings.register_forward_hook(
+            lambda module, args, out: captured.setdefault("x", out.detach().requires_grad_()))
+        try:
+            logits = ours(ids, mask, types).logits
+            logits[:, 1].sum().backward()
+        finally:
+            handle.remove()
+        return logits.detach(), captured["x"].grad
+
+    expected_logits, expected = logits_and_embedding_gradient()  # F.linear under autograd
+    assert dense.weight.grad is not None
+    ours.zero_grad(set_to_none=True)
+    with input_gradients_only():
+        logits, got = logits_and_embedding_gradient()
+    torch.testing.assert_close(logits, expected_logits, atol=ATOL, rtol=0)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+    assert got.abs().max() > 1e-3  # a real gradient, not zeros on both sides
+    if ONEDNN_AVAILABLE:  # the products really ran packed: no weight gradient, as documented
+        assert dense.weight.grad is None
+        assert {PACKED_CACHE, PACKED_CACHE + "_transposed"} <= set(dense.__dict__)
 
 
 def test_hooks_and_attentions_still_see_every_layer_under_no_grad(minilm_dir):

@@ -51,8 +51,9 @@ outlives its own layer's gradient. The forward runs on the packed real tokens an
 last layer for [CLS] only (`last_layer_cls_only`), as plain inference does, so neither pass
 spends anything on padding or on last-layer rows that cannot reach the logits. Attention runs a
 few examples at a time (`attention_chunk_hook`), so each chunk's map, its gradient and the
-accumulation read from cache, not from memory (on 200-token reviews, 3.3x a forward pass before
-the change, 2.9-3.0x after; docs/benchmarks.md#explanations).
+accumulation read from cache, not from memory; and since only activations are differentiated,
+the products keep inference's packed oneDNN kernels (`attnlens.kernels.input_gradients_only`).
+Both measured in docs/benchmarks.md#explanations.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ import torch
 from attnlens.errors import InputError
 from attnlens.explain.inputs import EncodedBatch
 from attnlens.explain.targets import resolve_targets
+from attnlens.kernels import input_gradients_only
 
 RULES = ("chefer", "deletion")
 
@@ -139,7 +141,8 @@ def gradient_weighted_rollout(
     handle = embeddings.LayerNorm.register_forward_hook(require_grad)
     try:
         # The service may call us under no_grad or inference_mode; this method needs autograd.
-        with torch.inference_mode(False), torch.enable_grad():
+        # Only activations are differentiated, so the products keep inference's packed kernels.
+        with torch.inference_mode(False), torch.enable_grad(), input_gradients_only():
             # Only the logits and the last layer's [CLS] row are read: in eval mode the forward
             # then skips padding and the last layer's other rows, and so does the backward.
             logits = model(**batch.model_inputs(), attention_chunk_hook=capture, last_layer_cls_only=True).logits
