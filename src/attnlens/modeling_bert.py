@@ -159,7 +159,6 @@ class BertSelfAttention(nn.Module):
             context = packing.pack(context)  # (tokens, hidden)
         return context, probs  # ..., (batch, heads, seq, seq)
 
-
     def attend_in_chunks(self, hidden: Tensor, packing: Packing,
                          first_token_only: bool = False) -> tuple[Tensor, list[tuple[int, Tensor]]]:
         """Attention with probabilities, a few sequences at a time (`Packing.chunks`).
