@@ -165,3 +165,33 @@ def test_batch_rejects_mismatched_targets(model, tokenizer):
         explain_batch(model, tokenizer, ["a", "b", "c"], method="grad_rollout", target=[0, 1])
     exps = explain_batch(model, tokenizer, ["a", "b"], method="occlusion", target=[0, 1])
     assert [e.target for e in exps] == [0, 1]
+
+
+def test_integrated_gradients_is_complete_on_bert_word_embeddings(tokenizer):
+    """Σ attributions = f(x) − f(baseline), the baseline being [PAD] word embeddings at every
+    non-special token; this holds only if every gradient through the model is right, including
+    the packed products' input-only backward (`attnlens.kernels.input_gradients_only`)."""
+    from attnlens.explain.inputs import encode_texts
+    from attnlens.explain.integrated_gradients import integrated_gradients
+
+    torch.manual_seed(1)
+    # Larger initial weights than BERT's 0.02, so that the logits really depend on the words.
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
+                        initializer_range=0.2, id2label={0: "negative", 1: "positive"})
+    model = BertForSequenceClassification(config).eval()
+    batch = encode_texts(tokenizer, ["a fine film , truly superb !", "dull"], 64)
+    logits, attributions = integrated_gradients(model, batch, n_steps=64)
+    word_embeddings = model.bert.embeddings.word_embeddings
+    pad_row = word_embeddings.weight[model.config.pad_token_id].detach()
+    keep = batch.special[..., None]
+    handle = word_embeddings.register_forward_hook(lambda _m, _i, out: torch.where(keep, out, pad_row))
+    try:
+        with torch.no_grad():
+            baseline = model(**batch.model_inputs(), output_hidden_states=True).logits  # the padded path
+    finally:
+        handle.remove()
+    target = logits.argmax(dim=-1, keepdim=True)
+    expected = (logits - baseline).gather(1, target).squeeze(1)
+    assert expected.abs().min() > 1e-3  # the input really differs from the baseline
+    torch.testing.assert_close(attributions.sum(dim=-1), expected, rtol=1e-3, atol=1e-4)
