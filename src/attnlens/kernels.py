@@ -44,13 +44,20 @@ _state = threading.local()  # per thread: the service runs model calls on worker
 
 
 @contextmanager
-def reference_kernels() -> Iterator[None]:
-    """Within this block (this thread only), products use `F.linear` exactly as `transformers` does."""
-    _state.reference_depth = getattr(_state, "reference_depth", 0) + 1
+def _thread_depth(name: str) -> Iterator[None]:
+    """Count nested entries of a per-thread mode; the mode holds while the count is positive."""
+    setattr(_state, name, getattr(_state, name, 0) + 1)
     try:
         yield
     finally:
-        _state.reference_depth -= 1
+        setattr(_state, name, getattr(_state, name) - 1)
+
+
+@contextmanager
+def reference_kernels() -> Iterator[None]:
+    """Within this block (this thread only), products use `F.linear` exactly as `transformers` does."""
+    with _thread_depth("reference_depth"):
+        yield
 
 
 @contextmanager
@@ -62,11 +69,8 @@ def input_gradients_only() -> Iterator[None]:
     embeddings: a weight `.grad` computed inside the block would be silently missing, so never
     train inside it.
     """
-    _state.input_gradients_depth = getattr(_state, "input_gradients_depth", 0) + 1
-    try:
+    with _thread_depth("input_gradients_depth"):
         yield
-    finally:
-        _state.input_gradients_depth -= 1
 
 
 def fast_kernels_apply(x: Tensor) -> bool:

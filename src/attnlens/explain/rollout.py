@@ -5,7 +5,8 @@ Each layer's head-averaged attention is mixed with the identity for the residual
 accumulated while the forward pass runs, through the model's `attention_chunk_hook`, so only
 one seq x seq matrix per example is alive at a time instead of every layer's map, and each layer
 is folded in while its map is still in cache (the model computes attention a few examples at a
-time, `BertSelfAttention.attend_in_chunks`). The last layer contributes only its [CLS] row, the one row that is read.
+time, `BertSelfAttention.attend_in_chunks`). The last layer contributes only its [CLS] row, the
+one row of the product that is read.
 """
 
 from __future__ import annotations
