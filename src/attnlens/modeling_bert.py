@@ -113,8 +113,9 @@ class BertSelfAttention(nn.Module):
         # Set by `attnlens.quantize`: one int8 product for query, key and value (inference only).
         self.fused_qkv: nn.Module | None = None
 
-    def _stacked_qkv(self, hidden: Tensor) -> Tensor | None:
-        """[query | key | value] (..., 3 * hidden) from one product, or None where that can't apply.
+    def _stacked_qkv(self, hidden: Tensor, *, always: bool = False) -> Tensor | None:
+        """[query | key | value] (..., 3 * hidden) from one product, or None where that can't apply
+        (with `always`, three products concatenated then, e.g. on CUDA or in bfloat16).
 
         One product instead of three reads the input once and, for int8, quantises it once. The
         three parameters stay separate (Hugging Face's keys); the stacked copy is a cache.
@@ -124,7 +125,7 @@ class BertSelfAttention(nn.Module):
         projections = (self.query, self.key, self.value)
         if fast_kernels_apply(hidden) and all(type(p) is nn.Linear for p in projections):
             return packed_linear(self, projections, hidden)
-        return None
+        return torch.cat([p(hidden) for p in projections], dim=-1) if always else None
 
     def forward(self, hidden: Tensor, mask: Tensor | None, need_weights: bool,
                 packing: Packing | None = None, first_token_only: bool = False,
@@ -137,9 +138,8 @@ class BertSelfAttention(nn.Module):
         """
         if in_chunks:
             return self.attend_in_chunks(hidden, packing, first_token_only)
-        stacked = self._stacked_qkv(hidden)
-        if stacked is None and packing is not None:  # e.g. CUDA or bfloat16: pad all three at once
-            stacked = torch.cat([self.query(hidden), self.key(hidden), self.value(hidden)], dim=-1)
+        # Packed rows are padded all three at once, so they are stacked even without one product.
+        stacked = self._stacked_qkv(hidden, always=packing is not None)
         if stacked is not None:
             if packing is not None:
                 stacked = packing.pad(stacked)  # (batch, seq, 3 * hidden)
@@ -172,9 +172,7 @@ class BertSelfAttention(nn.Module):
         (`Packing.from_mask(..., min_padding=0)`). Returns (context (tokens, hidden), or (batch,
         hidden) with `first_token_only`; [(first example, its chunk's probs)], see ChunkAttentionHook).
         """
-        stacked = self._stacked_qkv(hidden)
-        if stacked is None:
-            stacked = torch.cat([self.query(hidden), self.key(hidden), self.value(hidden)], dim=-1)
+        stacked = self._stacked_qkv(hidden, always=True)
         chunks = packing.chunks(self.num_heads)
         contexts, maps = [], []
         # One split, not a slice per chunk: under autograd each slice's backward would fill a
@@ -459,11 +457,14 @@ def _chunks_from_padded(hook: ChunkAttentionHook, attention_mask: Tensor | None)
     """`hook` fed from padded (batch, heads, rows, seq) maps: chunks of one example, its real keys
     (and rows) gathered to the front, so any padding pattern meets ChunkAttentionHook's layout."""
 
+    real_keys: list[Tensor] = []  # per example, found at the first layer and kept for the others
+
     def call(layer_index: int, probs: Tensor) -> None:
         seq = probs.shape[-1]
-        for example in range(probs.shape[0]):
-            keys = (torch.arange(seq, device=probs.device) if attention_mask is None
-                    else attention_mask[example].nonzero().squeeze(1))
+        if not real_keys:
+            real_keys.extend(torch.arange(seq, device=probs.device) if attention_mask is None
+                             else attention_mask[example].nonzero().squeeze(1) for example in range(probs.shape[0]))
+        for example, keys in enumerate(real_keys):
             example_probs = probs[example:example + 1, :, :, keys]
             # The last layer under last_layer_cls_only has its [CLS] row only.
             hook(layer_index, example, example_probs[:, :, keys] if probs.shape[-2] == seq else example_probs)
