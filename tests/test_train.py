@@ -273,3 +273,20 @@ def test_resuming_with_other_optimizer_groups_names_the_setting(tmp_path, tiny_b
     message = result.stderr.strip().splitlines()[-1]
     assert "checkpoint-80: its optimizer state has other parameter groups" in message, message
     assert "training.layerwise_lr_decay=0.5" in message and "training.resume=none" in message
+
+
+def test_rdrop_runs_each_batch_twice_and_trains_other_weights(tmp_path, tiny_base, review_files):
+    """`training.rdrop_alpha` changes what is learnt from the same seed and batches; a doubled batch
+    with the plain loss would fail on the label count instead."""
+    weights = {}
+    for alpha in (0.0, 1.0):
+        directory = tmp_path / f"alpha-{alpha}"
+        directory.mkdir()
+        config = write_job_config(directory, tiny_base, *review_files, max_steps=3, checkpoint_every_steps=0,
+                                  resume="none", rdrop_alpha=alpha)
+        result = run_job(config, timeout=120)
+        assert result.returncode == 0, result.stderr[-3000:]
+        weights[alpha] = load_file(directory / "out" / "best" / "model.safetensors")
+    assert weights[0.0].keys() == weights[1.0].keys()
+    assert any(not torch.equal(weights[0.0][key], weights[1.0][key]) for key in weights[0.0])
+    assert all(torch.isfinite(tensor).all() for tensor in weights[1.0].values())

@@ -16,6 +16,7 @@ from attnlens.training.batching import LengthGroupedSampler, PaddingCollator, so
 from attnlens.training.checkpointing import resolve_resume
 from attnlens.training.config import TrainingConfig
 from attnlens.training.data import load_examples, tokenize_examples
+from attnlens.training.job import classification_loss, training_inputs
 from attnlens.training.metrics import ClassificationMetrics
 from attnlens.training.optim import build_optimizer, build_scheduler, is_decayed
 
@@ -208,3 +209,47 @@ def test_layerwise_lr_decay_gives_each_depth_its_rate_and_keeps_weight_decay_rul
     scheduler.step()
     assert [g["lr"] / g["initial_lr"] for g in optimizer.param_groups] == pytest.approx(
         [0.9] * len(optimizer.param_groups))
+
+
+def test_rdrop_loss_is_the_papers_loss_over_2n_and_pulls_the_two_passes_together():
+    torch.manual_seed(0)
+    logits = torch.randn(6, 3, requires_grad=True)
+    labels = torch.tensor([0, 2, 1])
+    p, q = logits[:3].softmax(-1), logits[3:].softmax(-1)
+
+    def kl(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (a * (a.log() - b.log())).sum()
+
+    # Liang et al.: both passes' summed cross-entropy + alpha/2 x (KL(p||q) + KL(q||p)), here / 2N.
+    cross_entropy = torch.nn.functional.cross_entropy(logits, torch.cat([labels, labels]), reduction="sum")
+    expected = (cross_entropy + 0.7 / 2 * (kl(p, q) + kl(q, p))) / 6
+    loss = classification_loss(logits, labels, rdrop_alpha=0.7)
+    torch.testing.assert_close(loss, expected)
+    # Two identical passes: no disagreement to penalise, so it is the plain loss of one pass.
+    same = torch.cat([logits[:3], logits[:3]]).detach()
+    torch.testing.assert_close(classification_loss(same, labels, 5.0), classification_loss(same[:3], labels))
+    # The KL part's gradient moves each pass toward the other.
+    disagreement = classification_loss(logits, labels, 1.0) - classification_loss(logits, torch.cat([labels, labels]))
+    (gradient,) = torch.autograd.grad(disagreement, logits)
+    moved = (logits - 0.1 * gradient).detach()
+    assert (moved[:3].softmax(-1) - moved[3:].softmax(-1)).abs().sum() < (p - q).abs().sum()
+
+
+def test_rdrop_inputs_give_each_copy_its_own_dropout_mask():
+    """R-Drop is a no-op if both copies of the batch draw the same mask; our encoder must not."""
+    from attnlens import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(
+        vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32))
+    batch = {"input_ids": torch.tensor([[2, 5, 7, 3], [2, 9, 3, 0]]),
+             "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])}
+    assert training_inputs(batch) == {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    twice = training_inputs(batch, rdrop_alpha=1.0)
+    assert twice["input_ids"].shape == (4, 4) and torch.equal(twice["attention_mask"][2:], batch["attention_mask"])
+    model.train()
+    first, second = model(**twice).logits.chunk(2)
+    assert (first - second).abs().min() > 0
+    model.eval()
+    first, second = model(**twice).logits.chunk(2)
+    torch.testing.assert_close(first, second)

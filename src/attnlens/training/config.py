@@ -69,6 +69,9 @@ class TrainingConfig:
     warmup_ratio: float = 0.1
     # Learning rate of each layer = this ** (layers above it) x learning_rate; 1.0 -> one rate for all.
     layerwise_lr_decay: float = 1.0
+    # R-Drop (Liang et al. 2021): > 0 runs each batch twice under different dropout and adds this
+    # weight x the two predictions' symmetric KL to the loss; 0 -> plain cross-entropy, one pass.
+    rdrop_alpha: float = 0.0
     max_grad_norm: float | None = 1.0
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
@@ -294,6 +297,8 @@ def validate_job_config(config: JobConfig, source: str = "config") -> None:
         fail("training.weight_decay", training.weight_decay, "must be 0 or more")
     if not 0.0 <= training.warmup_ratio < 1.0:
         fail("training.warmup_ratio", training.warmup_ratio, "must be in [0, 1)")
+    if not (math.isfinite(training.rdrop_alpha) and training.rdrop_alpha >= 0):
+        fail("training.rdrop_alpha", training.rdrop_alpha, "must be 0 (off) or a positive finite number")
     if not 0.0 < training.layerwise_lr_decay <= 1.0:
         fail("training.layerwise_lr_decay", training.layerwise_lr_decay, "must be in (0, 1]")
     if training.layerwise_lr_decay != 1.0 and config.model.arch != "bert":

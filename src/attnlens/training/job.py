@@ -178,8 +178,30 @@ def build_dataloaders(
     return train_loader, eval_loader
 
 
-def classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(logits.float(), labels)
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor, rdrop_alpha: float = 0.0) -> torch.Tensor:
+    """Cross-entropy; with `rdrop_alpha` > 0, R-Drop's loss over a batch that was run twice.
+
+    With R-Drop the logits hold the batch twice, stacked (`2 x batch` rows), each copy under its own
+    dropout mask. The loss is the paper's (the two copies' cross-entropy plus alpha/2 x their
+    symmetric KL, summed over examples) divided by 2N, so its cross-entropy part is on the scale of
+    the plain loss and the learning rate means the same with it on or off.
+    """
+    if rdrop_alpha == 0:
+        return F.cross_entropy(logits.float(), labels)
+    log_p, log_q = F.log_softmax(logits.float(), dim=-1).chunk(2)
+    cross_entropy = F.nll_loss(torch.cat([log_p, log_q]), torch.cat([labels, labels]))
+    symmetric_kl = (F.kl_div(log_q, log_p, log_target=True, reduction="batchmean")
+                    + F.kl_div(log_p, log_q, log_target=True, reduction="batchmean"))
+    return cross_entropy + rdrop_alpha / 4 * symmetric_kl
+
+
+def training_inputs(batch: dict[str, torch.Tensor], rdrop_alpha: float = 0.0) -> dict[str, torch.Tensor]:
+    """The model's inputs for one training step. With R-Drop, the batch twice in one forward pass:
+    every row draws its own dropout mask, and one pass of 2N rows is cheaper than two of N."""
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    if rdrop_alpha == 0:
+        return inputs
+    return {name: torch.cat([value, value]) for name, value in inputs.items()}
 
 
 @torch.no_grad()
@@ -316,8 +338,8 @@ class FineTuningJob:
         window_loss, window_batches = 0.0, 0
         for batch in batches:
             with accelerator.accumulate(self.model):
-                logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-                loss = classification_loss(logits, batch["labels"])
+                logits = self.model(**training_inputs(batch, training.rdrop_alpha)).logits
+                loss = classification_loss(logits, batch["labels"], training.rdrop_alpha)
                 mean_loss = float(accelerator.reduce(loss.detach(), reduction="mean"))
                 if not math.isfinite(mean_loss):
                     raise TrainingDivergedError(
