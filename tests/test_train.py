@@ -287,6 +287,7 @@ def test_rdrop_runs_each_batch_twice_and_trains_other_weights(tmp_path, tiny_bas
         result = run_job(config, timeout=120)
         assert result.returncode == 0, result.stderr[-3000:]
         weights[alpha] = load_file(directory / "out" / "best" / "model.safetensors")
+        assert f'"rdrop_alpha": {alpha}' in (directory / "out" / "best" / "README.md").read_text()
     assert weights[0.0].keys() == weights[1.0].keys()
     assert any(not torch.equal(weights[0.0][key], weights[1.0][key]) for key in weights[0.0])
     assert all(torch.isfinite(tensor).all() for tensor in weights[1.0].values())

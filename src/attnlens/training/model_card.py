@@ -35,6 +35,8 @@ def render_model_card(
         "gradient_accumulation_steps": training.gradient_accumulation_steps,
         "effective_batch_size": training.batch_size * num_processes * training.gradient_accumulation_steps,
         "learning_rate": training.learning_rate,
+        "layerwise_lr_decay": training.layerwise_lr_decay,
+        "rdrop_alpha": training.rdrop_alpha,
         "weight_decay": training.weight_decay,
         "warmup_ratio": training.warmup_ratio,
         "max_grad_norm": training.max_grad_norm,
