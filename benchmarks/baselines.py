@@ -22,7 +22,6 @@ Prints Markdown tables; writes everything to --output (JSON).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import platform
 import random
@@ -31,6 +30,7 @@ import sys
 import time
 from pathlib import Path
 
+import shared_data
 import torch
 
 from attnlens import load_tokenizer
@@ -39,20 +39,7 @@ from attnlens.models import load_model
 from attnlens.predict import Predictor
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data"
 MAX_LENGTH = 512
-
-
-def load_sst2(data_dir: Path) -> tuple[list[str], list[int]]:
-    with (data_dir / "sst2" / "validation.tsv").open(encoding="utf-8", newline="") as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
-    return [r["sentence"] for r in rows], [int(r["label"]) for r in rows]
-
-
-def load_imdb(data_dir: Path) -> tuple[list[str], list[int]]:
-    with (data_dir / "imdb-2k" / "test.csv").open(encoding="utf-8", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    return [r["text"] for r in rows], [int(r["label"]) for r in rows]
 
 
 def accuracy(predictor: Predictor, texts: list[str], labels: list[int]) -> float:
@@ -109,7 +96,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", required=True, metavar="NAME=FOLDER",
                         help="a saved model; repeat; the last one is the speed reference")
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--data-dir", type=Path, default=shared_data.DATA_DIR)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved throughput rounds")
     parser.add_argument("--imdb-skip", action="append", default=[], metavar="NAME",
                         help="skip imdb-2k accuracy for this model (e.g. when measured elsewhere)")
@@ -131,8 +118,8 @@ def main() -> int:
     tokenizers = {name: load_tokenizer(folder) for name, folder in folders.items()}
     predictors = {name: Predictor(models[name], tokenizers[name], max_length=MAX_LENGTH, batch_size=32)
                   for name in models}
-    sst2_texts, sst2_labels = load_sst2(args.data_dir)
-    imdb_texts, imdb_labels = load_imdb(args.data_dir)
+    sst2_texts, sst2_labels = shared_data.sst2(args.data_dir)
+    imdb_texts, imdb_labels = shared_data.imdb(args.data_dir)
     faith_imdb = random.Random(args.seed).sample(imdb_texts, args.faith_imdb)
 
     report: dict = {"machine": {"platform": platform.platform(), "python": sys.version.split()[0],

@@ -22,13 +22,13 @@ import copy
 import sys
 from pathlib import Path
 
+import shared_data
 import torch
 
 from attnlens.predict import Predictor
 from attnlens.training.data import load_examples
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "sst2" / "validation.tsv"
+DEFAULT_DATA = shared_data.SST2_VALIDATION
 
 
 def class_probabilities(predictor: Predictor, texts: list[str]) -> torch.Tensor:

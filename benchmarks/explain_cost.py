@@ -15,10 +15,10 @@ grad_rollout (Chefer et al.'s rule, the default, and the opt-in deletion rule).
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 from pathlib import Path
 
+import shared_data
 import torch
 
 from attnlens import BertForSequenceClassification, load_tokenizer
@@ -26,13 +26,11 @@ from attnlens.explain.grad_rollout import gradient_weighted_rollout
 from attnlens.explain.inputs import encode_texts
 from attnlens.explain.rollout import attention_rollout
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--data-dir", type=Path, default=shared_data.DATA_DIR)
     parser.add_argument("--texts", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
@@ -43,12 +41,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model = BertForSequenceClassification.from_pretrained(args.model).eval()
     tokenizer = load_tokenizer(args.model)
-    if args.imdb:
-        with (args.data_dir / "imdb-2k" / "test.csv").open(encoding="utf-8", newline="") as handle:
-            texts = [r["text"] for r in csv.DictReader(handle)][: args.texts]
-    else:
-        with (args.data_dir / "sst2" / "validation.tsv").open(encoding="utf-8", newline="") as handle:
-            texts = [r["sentence"] for r in csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)][: args.texts]
+    texts = (shared_data.imdb if args.imdb else shared_data.sst2)(args.data_dir)[0][: args.texts]
     texts.sort(key=len)
     batches = [encode_texts(tokenizer, texts[i : i + args.batch_size], args.max_length)
                for i in range(0, len(texts), args.batch_size)]

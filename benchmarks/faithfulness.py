@@ -14,7 +14,6 @@ Writes a Markdown table to stdout and everything to --output (JSON).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import platform
 import random
@@ -22,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+import shared_data
 import torch
 
 from attnlens import BertForSequenceClassification, load_tokenizer
@@ -29,38 +29,32 @@ from attnlens.explain import METHODS, eraser_aopc, random_ranking, ranking_from_
 from attnlens.explain.api import METHOD_FUNCTIONS, build_explanations, eval_mode
 from attnlens.explain.inputs import encode_texts, resolve_max_length
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data"
+DEFAULT_DATA = shared_data.DATA_DIR
 
 
 def load_sst2(data_dir: Path, limit: int | None) -> tuple[list[str], list[int]]:
-    path = data_dir / "sst2" / "validation.tsv"
-    with path.open(encoding="utf-8", newline="") as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
-    rows = rows[:limit] if limit else rows
-    return [r["sentence"] for r in rows], [int(r["label"]) for r in rows]
+    texts, labels = shared_data.sst2(data_dir)
+    return (texts[:limit], labels[:limit]) if limit else (texts, labels)
 
 
 TRAIN_MIN_WORDS = 8  # SST-2 train also holds every sub-phrase of its parse trees; validation holds sentences
 
 
+def seeded_sample(texts: list[str], labels: list[int], count: int, seed: int) -> tuple[list[str], list[int]]:
+    pairs = random.Random(seed).sample(list(zip(texts, labels, strict=True)), min(count, len(texts)))
+    return [text for text, _ in pairs], [label for _, label in pairs]
+
+
 def load_sst2_train_sample(data_dir: Path, count: int, seed: int) -> tuple[list[str], list[int]]:
     """`count` seeded SST-2 train rows of at least TRAIN_MIN_WORDS words: a development sample
     for choosing among variants, so that nothing is chosen on the evaluation sets."""
-    path = data_dir / "sst2" / "train.tsv"
-    with path.open(encoding="utf-8", newline="") as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
-    rows = [r for r in rows if len(r["sentence"].split()) >= TRAIN_MIN_WORDS]
-    rows = random.Random(seed).sample(rows, min(count, len(rows)))
-    return [r["sentence"] for r in rows], [int(r["label"]) for r in rows]
+    long_enough = [(t, y) for t, y in zip(*shared_data.sst2(data_dir, "train"), strict=True)
+                   if len(t.split()) >= TRAIN_MIN_WORDS]
+    return seeded_sample([t for t, _ in long_enough], [y for _, y in long_enough], count, seed)
 
 
 def load_imdb(data_dir: Path, count: int, seed: int) -> tuple[list[str], list[int]]:
-    path = data_dir / "imdb-2k" / "test.csv"
-    with path.open(encoding="utf-8", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    rows = random.Random(seed).sample(rows, min(count, len(rows)))
-    return [r["text"] for r in rows], [int(r["label"]) for r in rows]
+    return seeded_sample(*shared_data.imdb(data_dir), count, seed)
 
 
 # Rows that run a method with non-default arguments, for comparing variants in the same run.

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
 import os
 import statistics
 import tempfile
@@ -36,6 +35,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import shared_data
 import torch
 import transformers
 
@@ -44,7 +44,7 @@ from attnlens.allocator import keep_freed_memory
 from attnlens.quantize import quantize_int8
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "sst2" / "validation.tsv"
+DEFAULT_DATA = shared_data.SST2_VALIDATION
 # torch.testing's float32 tolerance: |Δ| <= 1e-5 + 1.3e-6·|reference|. A trained model's logits
 # reach ~3.5, and another summation order (oneDNN's blocked products) over six post-LN layers then
 # moves them by up to ~1.1e-5 (relative 3e-6), which a bare 1e-5 would call a mismatch.
@@ -56,8 +56,7 @@ Forward = Callable[[dict], torch.Tensor]
 
 
 def read_sentences(path: Path) -> list[str]:
-    with path.open(encoding="utf-8") as handle:
-        return [row["sentence"] for row in csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)]
+    return [row["sentence"] for row in shared_data.read_rows(path)]
 
 
 def make_batches(tokenizer, sentences: list[str], batch_size: int, sort: bool) -> list[dict[str, torch.Tensor]]:

@@ -14,12 +14,13 @@ import argparse
 import sys
 from pathlib import Path
 
+import shared_data
 import torch
 
 from attnlens.training.evaluation import evaluate_saved_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "sst2" / "validation.tsv"
+DEFAULT_DATA = shared_data.SST2_VALIDATION
 CANDIDATES = (REPO_ROOT / "outputs" / "sst2-minilm" / "best", REPO_ROOT / "outputs" / "demo" / "best")
 MAX_DROP_POINTS = 0.5
 

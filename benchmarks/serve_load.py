@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import json
 import os
 import platform
@@ -44,12 +43,12 @@ import time
 from pathlib import Path
 
 import httpx
+import shared_data
 
 # Both sides tokenise single-threaded, as the service does in its Bento (bentofile.yaml): a
 # tokenizer thread pool on one side only would skew the comparison.
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DATA = REPO_ROOT.parent / "shared" / "data"
 WORKLOADS = ("short", "long", "short+explain")
 
 
@@ -65,10 +64,7 @@ def pick_model(requested: str | None) -> str:
 
 
 def load_texts() -> dict[str, list[str]]:
-    with open(DATA / "sst2" / "validation.tsv", encoding="utf-8") as handle:
-        short = [row["sentence"] for row in csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)]
-    with open(DATA / "imdb-2k" / "test.csv", encoding="utf-8", newline="") as handle:
-        long = [row["text"] for row in csv.DictReader(handle)]
+    short, long = shared_data.sst2()[0], shared_data.imdb()[0]
     return {"short": short, "long": long, "short+explain": short}
 
 

@@ -18,7 +18,6 @@ and the job's final evaluation are excluded on both sides).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import random
@@ -28,8 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SST2_TRAIN = REPO_ROOT.parent / "shared" / "data" / "sst2" / "train.tsv"
+import shared_data
+
+SST2_TRAIN = shared_data.SST2_TRAIN
 MAX_LENGTH = 64
 LEARNING_RATE = 5e-5
 WARMUP_RATIO = 0.1
@@ -37,8 +37,7 @@ WARMUP_RATIO = 0.1
 
 def write_subsets(train: Path, validation: Path, size: int, seed: int) -> None:
     """`size` training rows, plus 64 other rows for the job's (untimed) final evaluation."""
-    with SST2_TRAIN.open(encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+    rows = shared_data.read_rows(SST2_TRAIN)
     subset = random.Random(seed).sample(rows, size + 64)
     for path, part in ((train, subset[:size]), (validation, subset[size:])):
         with path.open("w", encoding="utf-8") as handle:
