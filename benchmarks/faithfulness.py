@@ -29,8 +29,6 @@ from attnlens.explain import METHODS, eraser_aopc, random_ranking, ranking_from_
 from attnlens.explain.api import METHOD_FUNCTIONS, build_explanations, eval_mode
 from attnlens.explain.inputs import encode_texts, resolve_max_length
 
-DEFAULT_DATA = shared_data.DATA_DIR
-
 
 def load_sst2(data_dir: Path, limit: int | None) -> tuple[list[str], list[int]]:
     texts, labels = shared_data.sst2(data_dir)
@@ -48,9 +46,9 @@ def seeded_sample(texts: list[str], labels: list[int], count: int, seed: int) ->
 def load_sst2_train_sample(data_dir: Path, count: int, seed: int) -> tuple[list[str], list[int]]:
     """`count` seeded SST-2 train rows of at least TRAIN_MIN_WORDS words: a development sample
     for choosing among variants, so that nothing is chosen on the evaluation sets."""
-    long_enough = [(t, y) for t, y in zip(*shared_data.sst2(data_dir, "train"), strict=True)
-                   if len(t.split()) >= TRAIN_MIN_WORDS]
-    return seeded_sample([t for t, _ in long_enough], [y for _, y in long_enough], count, seed)
+    texts, labels = shared_data.sst2(data_dir, "train")
+    keep = [i for i, text in enumerate(texts) if len(text.split()) >= TRAIN_MIN_WORDS]
+    return seeded_sample([texts[i] for i in keep], [labels[i] for i in keep], count, seed)
 
 
 def load_imdb(data_dir: Path, count: int, seed: int) -> tuple[list[str], list[int]]:
@@ -148,7 +146,7 @@ def markdown(results: dict) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="fine-tuned model folder (Hub layout)")
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--data-dir", type=Path, default=shared_data.DATA_DIR)
     parser.add_argument("--datasets", nargs="+", choices=("sst2", "imdb", "sst2-train"), default=["sst2", "imdb"],
                         help="sst2-train: the development sample (see --sst2-train-sample), for choosing variants")
     parser.add_argument("--methods", nargs="+", choices=(*METHODS, *VARIANTS), default=list(METHODS),
