@@ -13,7 +13,9 @@ from planted_task import PLANTED, planted_examples, train_planted_model
 from attnlens.explain import METHODS, eraser_aopc, explain_batch, random_ranking, ranking_from_explanation
 
 HELD_OUT = 200
-RANKED_METHODS = [m for m in METHODS if m != "attention"]
+# grad_rollout's default rule, and Chefer et al.'s published rule as an opt-in variant.
+VARIANTS = {"grad_rollout:chefer": ("grad_rollout", {"rule": "chefer"})}
+RANKED_METHODS = [m for m in (*METHODS, *VARIANTS) if m != "attention"]
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +31,9 @@ def held_out():
 @pytest.fixture(scope="module")
 def explanations(planted_model, tokenizer, held_out):
     texts, _ = held_out
-    return {method: explain_batch(planted_model, tokenizer, texts, method=method, batch_size=100) for method in METHODS}
+    runs = {method: (method, {}) for method in METHODS} | VARIANTS
+    return {name: explain_batch(planted_model, tokenizer, texts, method=method, batch_size=100, **kwargs)
+            for name, (method, kwargs) in runs.items()}
 
 
 def test_the_model_learned_the_task(explanations, held_out):

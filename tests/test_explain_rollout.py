@@ -1,15 +1,18 @@
 """The streaming implementations equal the textbook ones computed from every stored map.
 
 `attention_rollout` multiplies layer by layer inside the attention hook; `gradient_weighted_rollout`
-accumulates its per-token relevance (both rules) during the backward pass. Both are compared with
-the direct formulas over `output_attentions` maps (and, for gradients, a plain full backward), on a
-padded batch, whichever way the model groups the examples into attention chunks.
+accumulates its per-token relevance (Chefer's and the deletion rule) during the backward pass. Both
+are compared with the direct formulas over `output_attentions` maps (and, for gradients, a plain full
+backward), on a padded batch, whichever way the model groups the examples into attention chunks.
+The conservative rule is compared with `transformers`' BERT whose softmax, LayerNorm and
+activations are made constant in its backward by hand.
 """
 
 from __future__ import annotations
 
 import pytest
 import torch
+import transformers
 
 import attnlens.unpadding
 from attnlens import BertConfig, BertForSequenceClassification, InputError
@@ -108,9 +111,97 @@ def test_one_pass_deletion_rule_equals_reference(model, batch, target, chunking)
         assert torch.all(streamed[i, length:] == 0)  # nobody reads padding, so deleting it changes nothing
 
 
+class _ConstantScaleLayerNorm(torch.nn.Module):
+    """(x - mean) / σ · w + b with σ cut from the graph: the conservative LayerNorm, written out."""
+
+    def __init__(self, norm: torch.nn.LayerNorm) -> None:
+        super().__init__()
+        self.norm = norm
+
+    def forward(self, x):
+        sigma = (x.var(dim=-1, unbiased=False, keepdim=True) + self.norm.eps).sqrt().detach()
+        return (x - x.mean(dim=-1, keepdim=True)) / sigma * self.norm.weight + self.norm.bias
+
+
+class _ConstantGate(torch.nn.Module):
+    """f(z) written as z · (f(z) / z) with the ratio cut from the graph."""
+
+    def __init__(self, activation) -> None:
+        super().__init__()
+        self.activation = activation
+
+    def forward(self, z):
+        return z * (self.activation(z) / z).detach()
+
+
+def reference_conservative(model, batch, targets, tmp_path, monkeypatch):
+    """Gradient × input at the first layer's input of `transformers`' BERT (eager attention, our
+    saved weights), its softmax, LayerNorm scales and activations replaced by constants in the
+    backward; the target's log-odds as the objective."""
+    model.save_pretrained(tmp_path)
+    ref = transformers.BertForSequenceClassification.from_pretrained(tmp_path, attn_implementation="eager").eval()
+    softmax = torch.nn.functional.softmax
+    monkeypatch.setattr(torch.nn.functional, "softmax", lambda *args, **kwargs: softmax(*args, **kwargs).detach())
+    for module in list(ref.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, torch.nn.LayerNorm):
+                setattr(module, name, _ConstantScaleLayerNorm(child))
+        if hasattr(module, "intermediate_act_fn"):
+            module.intermediate_act_fn = _ConstantGate(module.intermediate_act_fn)
+    ref.bert.pooler.activation = _ConstantGate(torch.tanh)
+    embedded = {}
+    ref.bert.embeddings.register_forward_hook(lambda module, args, output: embedded.setdefault("h", output))
+    logits = ref(**batch.model_inputs()).logits
+    log_odds = logits.gather(1, targets[:, None]) - logits.gather(1, 1 - targets[:, None])
+    (grad,) = torch.autograd.grad(log_odds.sum(), embedded["h"])
+    return logits.detach(), (grad * embedded["h"]).sum(-1).detach() * batch.attention_mask
+
+
 @pytest.mark.parametrize("target", [None, 0, 1])
-def test_one_pass_chefer_rule_the_default_equals_reference(model, batch, target, chunking):
-    logits, streamed = gradient_weighted_rollout(model, batch, target)
+def test_conservative_rule_equals_transformers_with_constant_softmax_and_norms(
+        model, batch, target, chunking, tmp_path, monkeypatch):
+    logits, ours = gradient_weighted_rollout(model, batch, target)  # the default rule
+    targets = logits.argmax(-1) if target is None else torch.full((len(batch),), target)
+    ref_logits, reference = reference_conservative(model, batch, targets, tmp_path, monkeypatch)
+    torch.testing.assert_close(logits, ref_logits, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-6)
+    assert (ours[:, 1:].abs() > 1e-4).any()  # not trivially zero
+    for i, length in enumerate(batch.lengths):
+        assert torch.all(ours[i, length:] == 0)
+
+
+def test_conservative_rule_conserves_the_log_odds_of_a_model_without_biases(model, batch):
+    """With every bias zero, holding attention, LayerNorm scales and gates constant leaves a linear
+    map from the first layer's input to the logits, so the tokens' relevances add up to the
+    log-odds exactly; a nonlinearity left in the backward would break the sum."""
+    unbiased = BertForSequenceClassification(model.config).eval()
+    unbiased.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        for name, parameter in unbiased.named_parameters():
+            if name.endswith("bias"):
+                parameter.zero_()
+    for target in (0, 1):
+        logits, relevance = gradient_weighted_rollout(unbiased, batch, target, rule="conservative")
+        log_odds = logits[:, target] - logits[:, 1 - target]
+        torch.testing.assert_close(relevance.sum(dim=1), log_odds, rtol=1e-4, atol=1e-5)
+        assert (log_odds.abs() > 1e-3).all()  # a real sum, not 0 = 0
+
+
+def test_conservative_backward_leaves_every_forward_value_unchanged(model, batch):
+    from attnlens.conservative import conservative_backward
+
+    with torch.no_grad():
+        expected = model(**batch.model_inputs(), output_hidden_states=True)
+    with torch.enable_grad(), conservative_backward():
+        out = model(**batch.model_inputs(), output_hidden_states=True)
+    torch.testing.assert_close(out.logits, expected.logits, rtol=0, atol=1e-6)
+    for ours, reference in zip(out.hidden_states, expected.hidden_states, strict=True):
+        torch.testing.assert_close(ours, reference, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("target", [None, 0, 1])
+def test_one_pass_chefer_rule_equals_reference(model, batch, target, chunking):
+    logits, streamed = gradient_weighted_rollout(model, batch, target, rule="chefer")
     targets = logits.argmax(-1) if target is None else torch.full((len(batch),), target)
     ref_logits, reference = reference_chefer(model, batch, targets)
     torch.testing.assert_close(logits, ref_logits)
@@ -118,26 +209,28 @@ def test_one_pass_chefer_rule_the_default_equals_reference(model, batch, target,
     assert (streamed[:, 1:] > 0).any()  # not trivially the identity
 
 
-def test_deletion_rule_of_two_classes_are_opposite(model, batch):
+@pytest.mark.parametrize("rule", ["deletion", "conservative"])
+def test_log_odds_rules_of_two_classes_are_opposite(model, batch, rule):
     """The log-odds of class 0 are minus those of class 1, so the evidence for one is against the other."""
-    _, for_negative = gradient_weighted_rollout(model, batch, 0, rule="deletion")
-    _, for_positive = gradient_weighted_rollout(model, batch, 1, rule="deletion")
+    _, for_negative = gradient_weighted_rollout(model, batch, 0, rule=rule)
+    _, for_positive = gradient_weighted_rollout(model, batch, 1, rule=rule)
     torch.testing.assert_close(for_negative, -for_positive)
 
 
 def test_grad_rollout_rejects_an_unknown_rule(model, batch):
-    with pytest.raises(InputError, match="rule='cls' is not a grad_rollout rule; choose one of chefer, deletion"):
+    with pytest.raises(InputError, match="rule='cls' is not a grad_rollout rule; choose one of conservative, chefer, deletion"):
         gradient_weighted_rollout(model, batch, rule="cls")
 
 
-def test_grad_rollout_works_under_inference_mode_and_with_frozen_weights(model, batch):
-    _, expected = gradient_weighted_rollout(model, batch)
+@pytest.mark.parametrize("rule", ["chefer", "conservative"])
+def test_grad_rollout_works_under_inference_mode_and_with_frozen_weights(model, batch, rule):
+    _, expected = gradient_weighted_rollout(model, batch, rule=rule)
     with torch.inference_mode():
-        _, in_inference = gradient_weighted_rollout(model, batch)
+        _, in_inference = gradient_weighted_rollout(model, batch, rule=rule)
     torch.testing.assert_close(in_inference, expected)
     model.requires_grad_(False)
     try:
-        _, frozen = gradient_weighted_rollout(model, batch)
+        _, frozen = gradient_weighted_rollout(model, batch, rule=rule)
     finally:
         model.requires_grad_(True)
     torch.testing.assert_close(frozen, expected)

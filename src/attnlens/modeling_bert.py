@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnlens import conservative
 from attnlens.attention import merge_heads, scaled_dot_product_attention, split_heads
 from attnlens.config import BertConfig
 from attnlens.errors import InputError
@@ -147,6 +148,7 @@ class BertSelfAttention(nn.Module):
         else:
             projected = (self.query(hidden), self.key(hidden), self.value(hidden))
         q, k, v = (split_heads(x, self.num_heads) for x in projected)  # (batch, heads, seq, head_dim)
+        q, k = conservative.constant_attention(q, k)
         if first_token_only:
             q = q[:, :, :1]  # (batch, heads, 1, head_dim)
         context, probs = scaled_dot_product_attention(
@@ -180,6 +182,7 @@ class BertSelfAttention(nn.Module):
         for rows, (first, chunk) in zip(stacked.split([chunk.num_tokens for _, chunk in chunks]), chunks,
                                         strict=True):
             q, k, v = (split_heads(x, self.num_heads) for x in chunk.pad(rows).split(self.hidden_size, dim=-1))
+            q, k = conservative.constant_attention(q, k)
             if first_token_only:
                 q = q[:, :, :1]
             context, probs = scaled_dot_product_attention(q, k, v, chunk.key_mask(), need_weights=True)
@@ -199,7 +202,7 @@ class BertSelfOutput(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden: Tensor, residual: Tensor) -> Tensor:
-        return self.LayerNorm(self.dropout(linear(self.dense, hidden)) + residual)
+        return conservative.layer_norm(self.LayerNorm, self.dropout(linear(self.dense, hidden)) + residual)
 
 
 class BertAttention(nn.Module):
@@ -224,9 +227,9 @@ class BertIntermediate(nn.Module):
         self.exact_gelu = config.hidden_act == "gelu"  # the fast kernel fuses exactly this one
 
     def forward(self, hidden: Tensor) -> Tensor:
-        if self.exact_gelu:
+        if self.exact_gelu and not conservative.active():
             return linear(self.dense, hidden, gelu=True)  # (batch, seq, intermediate)
-        return self.activation(linear(self.dense, hidden))
+        return conservative.activation(self.activation, linear(self.dense, hidden))
 
 
 class BertOutput(nn.Module):
@@ -237,7 +240,7 @@ class BertOutput(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden: Tensor, residual: Tensor) -> Tensor:
-        return self.LayerNorm(self.dropout(linear(self.dense, hidden)) + residual)
+        return conservative.layer_norm(self.LayerNorm, self.dropout(linear(self.dense, hidden)) + residual)
 
 
 class BertLayer(nn.Module):
@@ -294,7 +297,7 @@ class BertPooler(nn.Module):
         self.activation = nn.Tanh()
 
     def forward(self, hidden: Tensor) -> Tensor:
-        return self.activation(self.dense(hidden[:, 0]))  # (batch, hidden)
+        return conservative.activation(self.activation, self.dense(hidden[:, 0]))  # (batch, hidden)
 
 
 class BertPreTrainedModel(nn.Module):

@@ -7,9 +7,10 @@ exp.label, exp.probabilities, exp.words   # words with char offsets and scores s
 ```
 
 Methods (see docs/explanations.md): `attention` (last layer's [CLS] row), `rollout`
-(Abnar & Zuidema), `grad_rollout` (Chefer et al.'s gradient-weighted rollout; opt-in
-`rule="deletion"`: the first-order effect of deleting each token), `integrated_gradients` (Captum) and
-`occlusion` (leave one word out).
+(Abnar & Zuidema), `grad_rollout` (gradient-weighted attention, by default each token's share
+of the target's log-odds under a conservative backward, Ali et al. 2022; opt-in `rule="chefer"`,
+Chefer et al.'s rollout as published, and `rule="deletion"`, the first-order effect of deleting
+each token), `integrated_gradients` (Captum) and `occlusion` (leave one word out).
 """
 
 from attnlens.explain.api import DEFAULT_METHOD, METHODS, explain, explain_batch, explain_encoded

@@ -1,0 +1,105 @@
+"""Conservative propagation through BERT (Ali et al., 2022, "XAI for Transformers: Better
+Explanations through Conservative Propagation"): one backward pass whose gradient × input is a
+relevance that flows through every attention edge in proportion to its weight.
+
+Why: plain gradient × input on a Transformer is dominated by the parts that are not locally
+linear, the attention softmax and LayerNorm's scale. Their gradients say how a token would move
+where others look, or rescale the whole vector, not how much of it reaches the output, and
+relevance computed through them is not conserved (comprehensiveness 0.141 on the development
+sample against 0.333 for Chefer's rule, docs/benchmarks.md). Ali et al. show that treating exactly those parts as constants in the
+backward restores conservation, as layer-wise relevance propagation (LRP) demands.
+
+Within `conservative_backward()` (this thread only) every forward value is unchanged (GELU runs
+apart from its product instead of fused into it, a rounding-level difference), and the backward
+treats as constants:
+
+- the attention weights: the gradient reaches the values only, through `Aᵀ`, so a token's
+  relevance is what every query reads from it, weighted by how much that reading matters;
+- LayerNorm's `1/σ` (its centring stays, a linear map);
+- each elementwise nonlinearity `f` (GELU, the pooler's tanh) as the gate `f(z)/z`, the
+  identity rule of AttnLRP (Achtibat et al., 2024).
+
+Given those constants the network is linear in its input plus its biases, so for a model without
+biases `Σ_tokens h·∂y/∂h = y` exactly (a test checks it), and with them the biases take their share.
+For explanations only: inside the block LayerNorm and the gated activations give their weights no
+gradient, so never train inside it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor, nn
+
+_state = threading.local()
+
+
+@contextmanager
+def conservative_backward() -> Iterator[None]:
+    """Within this block (this thread only), the model's backward is conservative (see module)."""
+    _state.depth = getattr(_state, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _state.depth -= 1
+
+
+def active() -> bool:
+    return getattr(_state, "depth", 0) > 0
+
+
+class _ConstantGate(torch.autograd.Function):
+    """f(z) in the forward; in the backward, the gradient of the constant gate f(z)/z times z."""
+
+    @staticmethod
+    def forward(ctx, pre_activation: Tensor, activation) -> Tensor:
+        output = activation(pre_activation)
+        ratio = (output / pre_activation).nan_to_num_(0.0)  # 0/0 at z = 0, where f(z) = 0 carries nothing
+        ctx.save_for_backward(ratio)
+        return output
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (ratio,) = ctx.saved_tensors
+        return grad * ratio, None
+
+
+class _ConstantScaleLayerNorm(torch.autograd.Function):
+    """LayerNorm in the forward; in the backward, its centring times the constant w/σ."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:
+        output, _, rstd = torch.native_layer_norm(x, (x.shape[-1],), weight, bias, eps)  # = F.layer_norm
+        ctx.save_for_backward(weight, rstd)
+        return output
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        weight, rstd = ctx.saved_tensors
+        scaled = grad * weight * rstd
+        return scaled - scaled.mean(dim=-1, keepdim=True), None, None, None
+
+
+def activation(function, pre_activation: Tensor) -> Tensor:
+    """`function(pre_activation)`, whose backward under `conservative_backward` is that of the
+    constant gate f(z)/z (weights get no gradient through it)."""
+    if active() and pre_activation.requires_grad:
+        return _ConstantGate.apply(pre_activation, function)
+    return function(pre_activation)
+
+
+def layer_norm(module: nn.LayerNorm, x: Tensor) -> Tensor:
+    """`module(x)`, whose backward under `conservative_backward` holds `1/σ` constant (the
+    weight and bias get no gradient then)."""
+    if active() and x.requires_grad:
+        return _ConstantScaleLayerNorm.apply(x, module.weight, module.bias, module.eps)
+    return module(x)
+
+
+def constant_attention(query: Tensor, key: Tensor) -> tuple[Tensor, Tensor]:
+    """Queries and keys cut from the graph under `conservative_backward`: the weights they make
+    are then constants of the backward, and the gradient reaches only the values."""
+    return (query.detach(), key.detach()) if active() else (query, key)
