@@ -7,7 +7,7 @@ imdb-2k read to --max-length tokens (length-sorted batches of --batch-size), bes
 ordinary inference forward (packed, fused attention), the padded forward, the forward with an
 attention hook (explicit softmax on the padded batch), the forward with a chunk hook
 (explicit softmax a few examples at a time, what the explanations use), attention rollout,
-grad_rollout (Chefer et al.'s rule, the default, and the opt-in deletion rule).
+grad_rollout (the conservative rule, the default; Chefer et al.'s rule and the deletion rule).
 
     python benchmarks/explain_cost.py --model outputs/sst2-minilm/best --threads 1 --imdb --max-length 256
 """
@@ -72,6 +72,7 @@ def main() -> None:
         "forward_with_chunk_hook": forward_with_chunk_hook,
         "rollout": lambda b: attention_rollout(model, b),
         "grad_rollout": lambda b: gradient_weighted_rollout(model, b),
+        "grad_rollout_chefer": lambda b: gradient_weighted_rollout(model, b, rule="chefer"),
         "grad_rollout_deletion": lambda b: gradient_weighted_rollout(model, b, rule="deletion"),
     }
     for run in runs.values():

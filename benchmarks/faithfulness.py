@@ -56,7 +56,8 @@ def load_imdb(data_dir: Path, count: int, seed: int) -> tuple[list[str], list[in
 
 
 # Rows that run a method with non-default arguments, for comparing variants in the same run.
-VARIANTS = {"grad_rollout_deletion": ("grad_rollout", {"rule": "deletion"})}
+VARIANTS = {"grad_rollout_chefer": ("grad_rollout", {"rule": "chefer"}),
+            "grad_rollout_deletion": ("grad_rollout", {"rule": "deletion"})}
 
 
 def method_function_and_kwargs(method: str, args: argparse.Namespace):
@@ -150,7 +151,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--datasets", nargs="+", choices=("sst2", "imdb", "sst2-train"), default=["sst2", "imdb"],
                         help="sst2-train: the development sample (see --sst2-train-sample), for choosing variants")
     parser.add_argument("--methods", nargs="+", choices=(*METHODS, *VARIANTS), default=list(METHODS),
-                        help="grad_rollout_deletion: grad_rollout with the opt-in deletion rule, for comparison")
+                        help="grad_rollout_chefer, grad_rollout_deletion: grad_rollout with that opt-in rule")
     parser.add_argument("--sst2-limit", type=int, default=None, help="first N validation sentences (default: all 872)")
     parser.add_argument("--sst2-train-sample", type=int, default=300,
                         help=f"SST-2 train sentences of >= {TRAIN_MIN_WORDS} words in the development sample")

@@ -1,4 +1,4 @@
-"""grad_rollout's two rules on the planted-word task of the tests, trained to different degrees.
+"""grad_rollout's rules on the planted-word task of the tests, trained to different degrees.
 
     python benchmarks/planted_saturation.py
 
