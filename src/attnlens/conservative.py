@@ -6,8 +6,9 @@ Why: plain gradient × input on a Transformer is dominated by the parts that are
 linear, the attention softmax and LayerNorm's scale. Their gradients say how a token would move
 where others look, or rescale the whole vector, not how much of it reaches the output, and
 relevance computed through them is not conserved (comprehensiveness 0.141 on the development
-sample against 0.333 for Chefer's rule, docs/benchmarks.md). Ali et al. show that treating exactly those parts as constants in the
-backward restores conservation, as layer-wise relevance propagation (LRP) demands.
+sample against 0.333 for Chefer's rule, docs/benchmarks.md). Ali et al. show that treating
+exactly those parts as constants in the backward restores conservation, as layer-wise relevance
+propagation (LRP) demands.
 
 Within `conservative_backward()` (this thread only) every forward value is unchanged (GELU runs
 apart from its product instead of fused into it, a rounding-level difference), and the backward
