@@ -126,6 +126,24 @@ def test_cli_target_and_errors(saved_model_dir, tmp_path):
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "nowhere" in missing.stderr
 
 
+def test_cli_rule_chooses_grad_rollouts_rule_and_is_refused_for_other_methods(saved_model_dir, model, tokenizer):
+    text = "a fine film, though far too long"
+    for rule in ("chefer", None):
+        result = run_cli("--model", str(saved_model_dir), "--json", "-", *(["--rule", rule] if rule else []), text)
+        assert result.returncode == 0, result.stderr
+        payload = json.loads(result.stdout[result.stdout.index("{"):])
+        expected = explain(model, tokenizer, text, method="grad_rollout", **({"rule": rule} if rule else {}))
+        assert [w["attribution"] for w in payload["words"]] == pytest.approx(
+            [w.attribution for w in expected.words], rel=1e-4, abs=1e-10)  # this tiny model's are ~1e-5
+    chefer = explain(model, tokenizer, text, method="grad_rollout", rule="chefer")
+    default = explain(model, tokenizer, text, method="grad_rollout")
+    assert [w.attribution for w in chefer.words] != pytest.approx([w.attribution for w in default.words], rel=0.1)
+
+    refused = run_cli("--model", str(saved_model_dir), "--method", "rollout", "--rule", "chefer", text)
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == "attnlens explain: error: --rule applies to grad_rollout only, not to method 'rollout'"
+
+
 def test_cli_sentence_level_colours_sentences_and_json_lists_them(saved_model_dir, model, tokenizer):
     text = "A fine film. Too long, though!"
     result = run_cli("--model", str(saved_model_dir), "--method", "occlusion", "--level", "sentence", "--json", "-",

@@ -18,6 +18,7 @@ from pathlib import Path
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from attnlens.explain.api import DEFAULT_METHOD, METHODS, MODEL_SPECIFIC_METHODS
+    from attnlens.explain.grad_rollout import RULES
     from attnlens.explain.render import LEVELS
 
     parser = subparsers.add_parser("explain", help="explain a prediction: words coloured by importance")
@@ -30,6 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--target", type=int, default=None, help="class index to explain (default: the prediction)")
     parser.add_argument("--max-length", type=int, default=None, help="truncate at this many tokens (default: the model's limit)")
     parser.add_argument("--ig-steps", type=int, default=None, help="integration steps for integrated_gradients")
+    parser.add_argument("--rule", choices=RULES, default=None,
+                        help=f"grad_rollout's rule (default: {RULES[0]}; chefer: Chefer et al. as published)")
     parser.add_argument("--level", choices=LEVELS, default="word",
                         help="what to colour: words, word pieces or sentences (HAN: its own split and, "
                              "with native, its sentence attention)")
@@ -62,15 +65,20 @@ def _write(path: Path, write) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from attnlens import load_tokenizer
+    from attnlens.errors import InputError
     from attnlens.explain import explain, plot_attention, to_ansi, to_html
     from attnlens.model_source import resolve_model
     from attnlens.models import load_model
 
+    if args.rule is not None and args.method != "grad_rollout":
+        raise InputError(f"--rule applies to grad_rollout only, not to method {args.method!r}")
     text = _read_text(args.text)
     source = resolve_model(args.model)
     model = load_model(source.name_or_path, revision=source.revision)
     tokenizer = load_tokenizer(source.name_or_path, revision=source.revision)
     kwargs = {"n_steps": args.ig_steps} if args.method == "integrated_gradients" and args.ig_steps else {}
+    if args.rule is not None:
+        kwargs["rule"] = args.rule
     explanation = explain(model, tokenizer, text, method=args.method, target=args.target,
                           max_length=args.max_length, **kwargs)
 
