@@ -28,8 +28,6 @@ import torch
 from attnlens.predict import Predictor
 from attnlens.training.data import load_examples
 
-DEFAULT_DATA = shared_data.SST2_VALIDATION
-
 
 def class_probabilities(predictor: Predictor, texts: list[str]) -> torch.Tensor:
     """(texts, classes) probabilities in the predictor's label order."""
@@ -48,7 +46,7 @@ def uniform_soup(models: list[torch.nn.Module]) -> torch.nn.Module:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=Path, nargs="+", required=True, help="fine-tuned model folders")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--data", type=Path, default=shared_data.SST2_VALIDATION)
     parser.add_argument("--text-column", default="sentence")
     parser.add_argument("--max-length", type=int, default=64, help="tokens read per text (the SST-2 configs' 64)")
     parser.add_argument("--threads", type=int, default=2)

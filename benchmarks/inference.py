@@ -44,7 +44,6 @@ from attnlens.allocator import keep_freed_memory
 from attnlens.quantize import quantize_int8
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = shared_data.SST2_VALIDATION
 # torch.testing's float32 tolerance: |Δ| <= 1e-5 + 1.3e-6·|reference|. A trained model's logits
 # reach ~3.5, and another summation order (oneDNN's blocked products) over six post-LN layers then
 # moves them by up to ~1.1e-5 (relative 3e-6), which a bare 1e-5 would call a mismatch.
@@ -184,7 +183,7 @@ def check(models: dict[str, tuple[Forward, bool]], batches: list[dict]) -> dict[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--data", type=Path, default=shared_data.SST2_VALIDATION)
     parser.add_argument("--model", default=DEFAULT_BASE_MODEL)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)

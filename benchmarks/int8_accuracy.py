@@ -20,7 +20,6 @@ import torch
 from attnlens.training.evaluation import evaluate_saved_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = shared_data.SST2_VALIDATION
 CANDIDATES = (REPO_ROOT / "outputs" / "sst2-minilm" / "best", REPO_ROOT / "outputs" / "demo" / "best")
 MAX_DROP_POINTS = 0.5
 
@@ -28,7 +27,7 @@ MAX_DROP_POINTS = 0.5
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--data", type=Path, default=shared_data.SST2_VALIDATION)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

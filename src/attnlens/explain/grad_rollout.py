@@ -233,11 +233,11 @@ def conservative_relevance(model, batch: EncodedBatch, target=None) -> tuple[tor
 
 
 def _token_layout(batch: EncodedBatch, values: torch.Tensor) -> torch.Tensor:
-    """Per-token values from the padded (batch, seq) or packed (rows,) forward -> (batch, seq),
-    zero at padding. A packed forward keeps either every position or the real tokens alone."""
+    """Per-token values -> (batch, seq), zero at padding. The padded forward (train mode) gives
+    them as (batch, seq); the chunked packed one as (tokens,), the real tokens alone, row-major."""
     real = batch.attention_mask.bool()
-    if values.dim() == 1 and values.numel() != real.numel():
-        out = values.new_zeros(real.shape)
-        out[real] = values  # row-major, as Packing stores them
-        return out
-    return values.view(real.shape) * real
+    if values.dim() == 2:
+        return values * real
+    out = values.new_zeros(real.shape)
+    out[real] = values
+    return out
