@@ -79,6 +79,7 @@ def test_overrides_use_the_yaml_structure(tmp_path):
         ("training.warmup_ratio=1.5", "training.warmup_ratio=1.5 must be in [0, 1)"),
         ("training.layerwise_lr_decay=0", "training.layerwise_lr_decay=0.0 must be in (0, 1]"),
         ("training.rdrop_alpha=-1", "training.rdrop_alpha=-1.0 must be 0 (off) or a positive finite number"),
+        ("training.label_smoothing=1", "training.label_smoothing=1.0 must be in [0, 1)"),
         ("training.metric_for_best=bleu", "training.metric_for_best='bleu' must be one of"),
         ("training.mixed_precision=fp8", "training.mixed_precision='fp8' must be one of"),
         ("data.label_names=[good]", "data.label_names=['good'] must list at least 2"),

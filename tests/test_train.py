@@ -275,19 +275,23 @@ def test_resuming_with_other_optimizer_groups_names_the_setting(tmp_path, tiny_b
     assert "training.layerwise_lr_decay=0.5" in message and "training.resume=none" in message
 
 
-def test_rdrop_runs_each_batch_twice_and_trains_other_weights(tmp_path, tiny_base, review_files):
-    """`training.rdrop_alpha` changes what is learnt from the same seed and batches; a doubled batch
-    with the plain loss would fail on the label count instead."""
+def test_rdrop_and_label_smoothing_reach_the_loss_and_the_model_card(tmp_path, tiny_base, review_files):
+    """`training.rdrop_alpha` and `training.label_smoothing` each change what is learnt from the same
+    seed and batches (a doubled batch with the plain loss would fail on the label count instead), and
+    the model card records them."""
     weights = {}
-    for alpha in (0.0, 1.0):
-        directory = tmp_path / f"alpha-{alpha}"
+    for name, options in {"plain": {}, "rdrop": {"rdrop_alpha": 1.0}, "smooth": {"label_smoothing": 0.3}}.items():
+        directory = tmp_path / name
         directory.mkdir()
         config = write_job_config(directory, tiny_base, *review_files, max_steps=3, checkpoint_every_steps=0,
-                                  resume="none", rdrop_alpha=alpha)
+                                  resume="none", **options)
         result = run_job(config, timeout=120)
         assert result.returncode == 0, result.stderr[-3000:]
-        weights[alpha] = load_file(directory / "out" / "best" / "model.safetensors")
-        assert f'"rdrop_alpha": {alpha}' in (directory / "out" / "best" / "README.md").read_text()
-    assert weights[0.0].keys() == weights[1.0].keys()
-    assert any(not torch.equal(weights[0.0][key], weights[1.0][key]) for key in weights[0.0])
-    assert all(torch.isfinite(tensor).all() for tensor in weights[1.0].values())
+        weights[name] = load_file(directory / "out" / "best" / "model.safetensors")
+        card = (directory / "out" / "best" / "README.md").read_text()
+        for key, value in {"rdrop_alpha": 0.0, "label_smoothing": 0.0, **options}.items():
+            assert f'"{key}": {value}' in card
+    for name in ("rdrop", "smooth"):
+        assert weights[name].keys() == weights["plain"].keys()
+        assert any(not torch.equal(weights["plain"][key], weights[name][key]) for key in weights[name])
+        assert all(torch.isfinite(tensor).all() for tensor in weights[name].values())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from collections import Counter
 from pathlib import Path
 
@@ -233,6 +234,32 @@ def test_rdrop_loss_is_the_papers_loss_over_2n_and_pulls_the_two_passes_together
     (gradient,) = torch.autograd.grad(disagreement, logits)
     moved = (logits - 0.1 * gradient).detach()
     assert (moved[:3].softmax(-1) - moved[3:].softmax(-1)).abs().sum() < (p - q).abs().sum()
+
+
+def test_label_smoothing_targets_a_finite_margin_with_or_without_rdrop():
+    """Smoothing by eps puts eps/K on every class: the loss is that target's cross-entropy, and for
+    two classes it is lowest at the margin log((1 - eps/2) / (eps/2)), so larger logits are pushed back."""
+    torch.manual_seed(0)
+    logits = torch.randn(6, 3)
+    labels = torch.tensor([0, 2, 1])
+    target = torch.full((3, 3), 0.1 / 3).scatter_add(1, labels[:, None], torch.full((3, 1), 0.9))
+    expected = -(target * logits[:3].log_softmax(-1)).sum(-1).mean()
+    torch.testing.assert_close(classification_loss(logits[:3], labels, label_smoothing=0.1), expected)
+    # With R-Drop the cross-entropy part of both passes is smoothed the same way; the KL part is not.
+    smoothed_rdrop = classification_loss(logits, labels, rdrop_alpha=0.7, label_smoothing=0.1)
+    plain_rdrop = classification_loss(logits, labels, rdrop_alpha=0.7)
+    both = torch.cat([labels, labels])
+    torch.testing.assert_close(smoothed_rdrop - plain_rdrop,
+                               classification_loss(logits, both, label_smoothing=0.1)
+                               - classification_loss(logits, both))
+    eps = 0.2
+    best_margin = math.log((1 - eps / 2) / (eps / 2))
+    for margin, sign in ((best_margin, 0), (best_margin + 2, 1), (best_margin - 2, -1)):
+        pair = torch.tensor([[margin, 0.0]], requires_grad=True)
+        (gradient,) = torch.autograd.grad(classification_loss(pair, torch.tensor([0]), label_smoothing=eps), pair)
+        # d loss / d margin: zero at the best margin, positive (shrink it) above, negative below.
+        slope = gradient[0, 0].item()
+        assert abs(slope) < 1e-6 if sign == 0 else math.copysign(1, slope) == sign
 
 
 def test_rdrop_inputs_give_each_copy_its_own_dropout_mask():

@@ -72,6 +72,9 @@ class TrainingConfig:
     # R-Drop (Liang et al. 2021): > 0 runs each batch twice under different dropout and adds this
     # weight x the two predictions' symmetric KL to the loss; 0 -> plain cross-entropy, one pass.
     rdrop_alpha: float = 0.0
+    # Label smoothing (Szegedy et al. 2016): the target puts this mass uniformly over all classes
+    # and the rest on the true label, so the loss stops rewarding ever larger logits; 0 -> off.
+    label_smoothing: float = 0.0
     max_grad_norm: float | None = 1.0
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
@@ -299,6 +302,8 @@ def validate_job_config(config: JobConfig, source: str = "config") -> None:
         fail("training.warmup_ratio", training.warmup_ratio, "must be in [0, 1)")
     if not (math.isfinite(training.rdrop_alpha) and training.rdrop_alpha >= 0):
         fail("training.rdrop_alpha", training.rdrop_alpha, "must be 0 (off) or a positive finite number")
+    if not 0.0 <= training.label_smoothing < 1.0:
+        fail("training.label_smoothing", training.label_smoothing, "must be in [0, 1)")
     if not 0.0 < training.layerwise_lr_decay <= 1.0:
         fail("training.layerwise_lr_decay", training.layerwise_lr_decay, "must be in (0, 1]")
     if training.layerwise_lr_decay != 1.0 and config.model.arch != "bert":

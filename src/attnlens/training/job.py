@@ -178,8 +178,10 @@ def build_dataloaders(
     return train_loader, eval_loader
 
 
-def classification_loss(logits: torch.Tensor, labels: torch.Tensor, rdrop_alpha: float = 0.0) -> torch.Tensor:
-    """Cross-entropy; with `rdrop_alpha` > 0, R-Drop's loss over a batch that was run twice.
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor, rdrop_alpha: float = 0.0,
+                        label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy (against targets smoothed by `label_smoothing`); with `rdrop_alpha` > 0,
+    R-Drop's loss over a batch that was run twice.
 
     With R-Drop the logits hold the batch twice, stacked (`2 x batch` rows), each copy under its own
     dropout mask. The loss is the paper's (the two copies' cross-entropy plus alpha/2 x their
@@ -187,9 +189,11 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, rdrop_alpha:
     the plain loss and the learning rate means the same with it on or off.
     """
     if rdrop_alpha == 0:
-        return F.cross_entropy(logits.float(), labels)
+        return F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
     log_p, log_q = F.log_softmax(logits.float(), dim=-1).chunk(2)
-    cross_entropy = F.nll_loss(torch.cat([log_p, log_q]), torch.cat([labels, labels]))
+    # cross_entropy of log-probabilities equals that of the logits (log_softmax is idempotent).
+    cross_entropy = F.cross_entropy(torch.cat([log_p, log_q]), torch.cat([labels, labels]),
+                                    label_smoothing=label_smoothing)
     symmetric_kl = (F.kl_div(log_q, log_p, log_target=True, reduction="batchmean")
                     + F.kl_div(log_p, log_q, log_target=True, reduction="batchmean"))
     return cross_entropy + rdrop_alpha / 4 * symmetric_kl
@@ -339,7 +343,7 @@ class FineTuningJob:
         for batch in batches:
             with accelerator.accumulate(self.model):
                 logits = self.model(**training_inputs(batch, training.rdrop_alpha)).logits
-                loss = classification_loss(logits, batch["labels"], training.rdrop_alpha)
+                loss = classification_loss(logits, batch["labels"], training.rdrop_alpha, training.label_smoothing)
                 mean_loss = float(accelerator.reduce(loss.detach(), reduction="mean"))
                 if not math.isfinite(mean_loss):
                     raise TrainingDivergedError(

@@ -37,6 +37,7 @@ def render_model_card(
         "learning_rate": training.learning_rate,
         "layerwise_lr_decay": training.layerwise_lr_decay,
         "rdrop_alpha": training.rdrop_alpha,
+        "label_smoothing": training.label_smoothing,
         "weight_decay": training.weight_decay,
         "warmup_ratio": training.warmup_ratio,
         "max_grad_norm": training.max_grad_norm,
