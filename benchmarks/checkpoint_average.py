@@ -24,12 +24,13 @@ from ensemble_ceiling import class_probabilities, uniform_soup
 from safetensors.torch import load_file
 
 from attnlens.predict import Predictor
+from attnlens.training.checkpointing import complete_checkpoints
 from attnlens.training.data import load_examples
 
 
 def checkpoint_folders(run: Path) -> list[Path]:
     """The run's kept checkpoints, oldest first."""
-    folders = sorted((run / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    folders = complete_checkpoints(run)
     if not folders:
         raise SystemExit(f"{run}: no checkpoints/checkpoint-N folders")
     return folders

@@ -28,28 +28,26 @@ gradient, so never train inside it.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
 
-_state = threading.local()
+from attnlens.thread_mode import ThreadMode
+
+_MODE = ThreadMode()
 
 
 @contextmanager
 def conservative_backward() -> Iterator[None]:
     """Within this block (this thread only), the model's backward is conservative (see module)."""
-    _state.depth = getattr(_state, "depth", 0) + 1
-    try:
+    with _MODE.entered():
         yield
-    finally:
-        _state.depth -= 1
 
 
 def active() -> bool:
-    return getattr(_state, "depth", 0) > 0
+    return _MODE.active()
 
 
 class _ConstantGate(torch.autograd.Function):

@@ -22,13 +22,14 @@ Callers that ask for hidden states or attention maps are usually comparing layer
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from attnlens.thread_mode import ThreadMode
 
 _CACHE_ATTRIBUTE = "_attnlens_packed_linear"
 
@@ -40,23 +41,14 @@ def _onednn_available() -> bool:
 
 
 ONEDNN_AVAILABLE = _onednn_available()
-_state = threading.local()  # per thread: the service runs model calls on worker threads
-
-
-@contextmanager
-def _thread_depth(name: str) -> Iterator[None]:
-    """Count nested entries of a per-thread mode; the mode holds while the count is positive."""
-    setattr(_state, name, getattr(_state, name, 0) + 1)
-    try:
-        yield
-    finally:
-        setattr(_state, name, getattr(_state, name) - 1)
+_REFERENCE = ThreadMode()  # per thread: the service runs model calls on worker threads
+_INPUT_GRADIENTS = ThreadMode()
 
 
 @contextmanager
 def reference_kernels() -> Iterator[None]:
     """Within this block (this thread only), products use `F.linear` exactly as `transformers` does."""
-    with _thread_depth("reference_depth"):
+    with _REFERENCE.entered():
         yield
 
 
@@ -69,15 +61,15 @@ def input_gradients_only() -> Iterator[None]:
     embeddings: a weight `.grad` computed inside the block would be silently missing, so never
     train inside it.
     """
-    with _thread_depth("input_gradients_depth"):
+    with _INPUT_GRADIENTS.entered():
         yield
 
 
 def fast_kernels_apply(x: Tensor) -> bool:
     """True when the packed oneDNN kernels may replace `F.linear` for input `x`."""
     return (ONEDNN_AVAILABLE and x.device.type == "cpu" and x.dtype == torch.float32
-            and not getattr(_state, "reference_depth", 0)
-            and (not torch.is_grad_enabled() or getattr(_state, "input_gradients_depth", 0) > 0))
+            and not _REFERENCE.active()
+            and (not torch.is_grad_enabled() or _INPUT_GRADIENTS.active()))
 
 
 class _PackedWeight:

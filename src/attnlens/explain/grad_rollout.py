@@ -235,9 +235,4 @@ def conservative_relevance(model, batch: EncodedBatch, target=None) -> tuple[tor
 def _token_layout(batch: EncodedBatch, values: torch.Tensor) -> torch.Tensor:
     """Per-token values -> (batch, seq), zero at padding. The padded forward (train mode) gives
     them as (batch, seq); the chunked packed one as (tokens,), the real tokens alone, row-major."""
-    real = batch.attention_mask.bool()
-    if values.dim() == 2:
-        return values * real
-    out = values.new_zeros(real.shape)
-    out[real] = values
-    return out
+    return values * batch.attention_mask.bool() if values.dim() == 2 else batch.from_packed(values)

@@ -42,8 +42,13 @@ class EncodedBatch:
         lengths = self.lengths
         rows = [scores[j, : lengths[first + j]] for first, scores in sorted(chunks.items())
                 for j in range(scores.shape[0])]
-        out = torch.zeros(self.attention_mask.shape, dtype=rows[0].dtype, device=rows[0].device)
-        out[self.attention_mask.bool()] = torch.cat(rows)  # row-major: example by example, in order
+        return self.from_packed(torch.cat(rows))
+
+    def from_packed(self, values: torch.Tensor) -> torch.Tensor:
+        """(tokens,) values of the real tokens, row-major (example by example, in order) ->
+        (batch, seq), zero at padding."""
+        out = values.new_zeros(self.attention_mask.shape)
+        out[self.attention_mask.bool()] = values
         return out
 
     def model_inputs(self) -> dict[str, torch.Tensor]:
