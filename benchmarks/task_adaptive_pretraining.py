@@ -22,6 +22,7 @@ import argparse
 import math
 import random
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import shared_data
@@ -33,6 +34,7 @@ from tqdm.auto import tqdm
 from attnlens.defaults import DEFAULT_BASE_MODEL
 from attnlens.modeling_bert import BertModel
 from attnlens.tokenization import load_tokenizer
+from attnlens.training.batching import LengthGroupedSampler, PaddingCollator
 from attnlens.training.config import TrainingConfig
 from attnlens.training.optim import build_optimizer, build_scheduler
 
@@ -71,28 +73,12 @@ def mask_tokens(input_ids: Tensor, maskable: Tensor, *, mask_id: int, vocab_size
     return corrupted, picked
 
 
-def batches(encoded: list[list[int]], batch_size: int, rng: random.Random, pad_id: int,
-            shuffle: bool) -> list[tuple[Tensor, Tensor]]:
-    """Padded (input_ids, attention_mask) batches; shuffled batches of similar length when
-    `shuffle`, so little of each batch is padding."""
-    order = list(range(len(encoded)))
-    if shuffle:
-        rng.shuffle(order)
-        # Sort within windows of 50 batches by length, then shuffle the batches (length grouping).
-        window = batch_size * 50
-        order = [i for s in range(0, len(order), window)
-                 for i in sorted(order[s:s + window], key=lambda i: len(encoded[i]))]
-    groups = [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
-    if shuffle:
-        rng.shuffle(groups)
-    result = []
-    for group in groups:
-        width = max(len(encoded[i]) for i in group)
-        ids = torch.full((len(group), width), pad_id, dtype=torch.long)
-        for row, i in enumerate(group):
-            ids[row, :len(encoded[i])] = torch.tensor(encoded[i])
-        result.append((ids, ids != pad_id))
-    return result
+def padded_batches(encoded: list[list[int]], order: list[int], batch_size: int,
+                   collate: PaddingCollator) -> Iterator[tuple[Tensor, Tensor]]:
+    """(input_ids, attention_mask) batches of `batch_size` consecutive examples of `order`."""
+    for start in range(0, len(order), batch_size):
+        batch = collate([{"input_ids": encoded[i]} for i in order[start:start + batch_size]])
+        yield batch["input_ids"], batch["attention_mask"].bool()
 
 
 def masked_lm_loss(encoder: BertModel, head: MaskedLMHead, ids: Tensor, attention_mask: Tensor,
@@ -153,8 +139,11 @@ def main() -> int:
     texts = [row[args.text_column] for row in shared_data.read_rows(args.data)]
     rng.shuffle(texts)
     encoded = tokenizer(texts, truncation=True, max_length=args.max_length)["input_ids"]
-    held_out = batches(encoded[:args.held_out], 256, rng, tokenizer.pad_token_id, shuffle=False)
+    collate = PaddingCollator(tokenizer.pad_token_id)
+    held_out = list(padded_batches(encoded, list(range(args.held_out)), 256, collate))
     train = encoded[args.held_out:]
+    # The job's length-grouped order: little of each batch is padding.
+    sampler = LengthGroupedSampler([len(ids) for ids in train], args.batch_size, args.seed)
     steps_per_epoch = math.ceil(len(train) / args.batch_size)
     total_steps = math.ceil(args.epochs * steps_per_epoch)
     modules = nn.ModuleDict({"bert": encoder, "head": head})  # .parameters() counts the tied matrix once
@@ -170,7 +159,8 @@ def main() -> int:
     started, step, running = time.perf_counter(), 0, []
     progress = tqdm(total=total_steps, desc="MLM", unit="step")
     while step < total_steps:
-        for ids, mask in batches(train, args.batch_size, rng, tokenizer.pad_token_id, shuffle=True):
+        sampler.set_epoch(step // steps_per_epoch)
+        for ids, mask in padded_batches(train, list(sampler), args.batch_size, collate):
             loss = masked_lm_loss(encoder, head, ids, mask, special, args, generator,
                                   train_encoder=step >= args.head_only_steps)
             if not torch.isfinite(loss):

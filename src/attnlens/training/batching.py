@@ -60,7 +60,8 @@ def sorted_by_length(lengths: Sequence[int]) -> list[int]:
 
 
 class PaddingCollator:
-    """Pads `input_ids` to the longest example of the batch and builds the attention mask."""
+    """Pads `input_ids` to the longest example of the batch and builds the attention mask (and the
+    labels tensor, when the examples have labels)."""
 
     def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None) -> None:
         self.pad_token_id = pad_token_id
@@ -76,5 +77,7 @@ class PaddingCollator:
             ids = feature["input_ids"]
             input_ids[row, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
             attention_mask[row, : len(ids)] = 1
-        labels = torch.as_tensor([feature["labels"] for feature in features], dtype=torch.long)
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if "labels" in features[0]:  # unlabelled text (masked-language modelling) has none
+            batch["labels"] = torch.as_tensor([feature["labels"] for feature in features], dtype=torch.long)
+        return batch
