@@ -1,109 +1,106 @@
-"""A tiny Chrome DevTools Protocol driver for Debian's headless `chromium` (no Python browser
-package: those download their own browser, which cannot work offline)."""
+"""The service's page in Debian's headless Chromium, driven by Selenium 4 through Debian's chromedriver.
+
+Both programs come from Debian's packages `chromium` and `chromium-driver` (`make test` installs
+them when it runs as root on Debian). Their paths are handed to Selenium, so Selenium Manager
+never runs and nothing is downloaded.
+
+Besides the test, this makes the README's screenshot of the page after an answer:
+
+    python tests/browser_driver.py http://127.0.0.1:3000/ "a gripping, beautifully acted film." docs/page.png
+"""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
-import subprocess
-import time
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import aiohttp
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-dev-shm-usage", "--remote-debugging-port=0"]
-
-
-def chromium_path() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        raise RuntimeError("Debian's chromium is not installed (apt-get install chromium; .ci/run does it)")
-    return path
+PACKAGES = "chromium chromium-driver"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--hide-scrollbars", "--force-device-scale-factor=1"]
+ANSWER_TIMEOUT_S = 30
 
 
-class _Page:
-    def __init__(self, socket: aiohttp.ClientWebSocketResponse) -> None:
-        self.socket = socket
-        self.next_id = 0
-        self.requests: list[str] = []
-
-    async def call(self, method: str, **params: Any) -> dict[str, Any]:
-        self.next_id += 1
-        await self.socket.send_json({"id": self.next_id, "method": method, "params": params})
-        while True:
-            message = json.loads((await self.socket.receive(timeout=30)).data)
-            if message.get("method") == "Network.requestWillBeSent":
-                self.requests.append(message["params"]["request"]["url"])
-            if message.get("id") == self.next_id:
-                if "error" in message:
-                    raise RuntimeError(f"{method}: {message['error']}")
-                return message["result"]
-
-    async def evaluate(self, expression: str) -> Any:
-        result = await self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
-        return result["result"].get("value")
+def chromium_paths() -> tuple[str, str]:
+    """(browser, driver): Debian's `chromium` and `chromedriver` on PATH."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if browser is None or driver is None:
+        missing = [name for name, path in (("chromium", browser), ("chromedriver", driver)) if path is None]
+        raise RuntimeError(f"{' and '.join(missing)} not found on PATH: install Debian's packages {PACKAGES} "
+                           "(make test does it when run as root)")
+    return browser, driver
 
 
-async def _drive(url: str, text: str, profile: Path) -> dict[str, Any]:
-    process = subprocess.Popen([chromium_path(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+@contextmanager
+def headless_chromium(profile: Path, window: tuple[int, int] = (900, 640)) -> Iterator[webdriver.Chrome]:
+    browser, driver_path = chromium_paths()
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in [*FLAGS, f"--user-data-dir={profile}", f"--window-size={window[0]},{window[1]}"]:
+        options.add_argument(flag)
+    # Chrome's performance log carries DevTools' network events: every URL the page asks for.
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
     try:
-        port_file = profile / "DevToolsActivePort"
-        deadline = time.monotonic() + 30
-        while not (port_file.exists() and port_file.read_text().strip()):
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("chromium did not open its DevTools port")
-            await asyncio.sleep(0.1)
-        port = int(port_file.read_text().split()[0])
-        async with aiohttp.ClientSession() as session:
-            async with session.get(f"http://127.0.0.1:{port}/json/list") as response:
-                targets = await response.json()
-            page_target = next(t for t in targets if t["type"] == "page")
-            async with session.ws_connect(page_target["webSocketDebuggerUrl"], max_msg_size=0) as socket:
-                page = _Page(socket)
-                await page.call("Network.enable")
-                await page.call("Page.enable")
-                await page.call("Page.navigate", url=url)
-                for _ in range(100):
-                    if await page.evaluate("document.readyState === 'complete' && !!document.getElementById('text')"):
-                        break
-                    await asyncio.sleep(0.1)
-                # Type like a user: focus, select all, insert the text, click the button.
-                await page.evaluate("document.getElementById('text').focus(); document.getElementById('text').select()")
-                await page.call("Input.insertText", text=text)
-                box = await page.evaluate(
-                    "(() => { const r = document.getElementById('submit').getBoundingClientRect();"
-                    " return [r.x + r.width / 2, r.y + r.height / 2]; })()")
-                for kind in ("mousePressed", "mouseReleased"):
-                    await page.call("Input.dispatchMouseEvent", type=kind, x=box[0], y=box[1], button="left",
-                                    clickCount=1)
-                for _ in range(300):
-                    state = await page.evaluate("document.body.dataset.state || ''")
-                    if state:
-                        break
-                    await asyncio.sleep(0.1)
-                outcome = await page.evaluate(
-                    "({state: document.body.dataset.state || '', label: document.getElementById('label').textContent,"
-                    " error: document.getElementById('error').textContent,"
-                    " marked: [...document.querySelectorAll('#words mark')].map(m => m.textContent),"
-                    " scores: [...document.querySelectorAll('#words mark')].map(m => Number(m.dataset.score)),"
-                    " methods: [...document.querySelectorAll('#method option')].map(o => o.value)})")
-                outcome["requests"] = list(page.requests)
-                return outcome
+        yield driver
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        driver.quit()
 
 
-def drive_index_page(url: str, text: str, tmp_dir: Path) -> dict[str, Any]:
-    """Open the page, type `text`, press Analyse; returns what the page shows and what it fetched."""
+def requested_urls(driver: webdriver.Chrome) -> list[str]:
+    """The URLs requested since the last call (reading the performance log empties it)."""
+    messages = (json.loads(entry["message"])["message"] for entry in driver.get_log("performance"))
+    return [m["params"]["request"]["url"] for m in messages if m["method"] == "Network.requestWillBeSent"]
+
+
+def analyse(driver: webdriver.Chrome, url: str, text: str) -> dict[str, Any]:
+    """Open the page, type `text` as a user would, press Analyse, wait for the answer; what the page shows."""
+    driver.get("about:blank")  # leave the start tab's new-tab page (it loads chrome:// resources)
+    requested_urls(driver)  # and forget its requests
+    driver.get(url)
+    box = driver.find_element(By.ID, "text")
+    box.clear()
+    box.send_keys(text)
+    driver.find_element(By.ID, "submit").click()
+    WebDriverWait(driver, ANSWER_TIMEOUT_S).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-state"))
+    marks = driver.find_elements(By.CSS_SELECTOR, "#words mark")
+    return {
+        "state": driver.find_element(By.TAG_NAME, "body").get_attribute("data-state"),
+        "label": driver.find_element(By.ID, "label").text,
+        "error": driver.find_element(By.ID, "error").text,
+        "marked": [mark.text for mark in marks],
+        "scores": [float(mark.get_attribute("data-score")) for mark in marks],
+        "methods": [option.get_attribute("value") for option in driver.find_elements(By.CSS_SELECTOR, "#method option")],
+        "requests": requested_urls(driver),
+    }
+
+
+def drive_index_page(url: str, text: str, tmp_dir: Path, screenshot: Path | None = None) -> dict[str, Any]:
+    """`analyse` in a fresh browser; with `screenshot`, the page after the answer is saved there as PNG."""
     profile = tmp_dir / "chromium-profile"
     profile.mkdir(parents=True, exist_ok=True)
-    return asyncio.run(_drive(url, text, profile))
+    with headless_chromium(profile) as driver:
+        outcome = analyse(driver, url, text)
+        if screenshot is not None:
+            driver.save_screenshot(str(screenshot))
+    return outcome
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4:
+        sys.exit("usage: python tests/browser_driver.py URL TEXT OUT.png")
+    with tempfile.TemporaryDirectory() as scratch:
+        result = drive_index_page(sys.argv[1], sys.argv[2], Path(scratch), screenshot=Path(sys.argv[3]))
+    print(json.dumps({key: result[key] for key in ("state", "label", "marked", "error")}))

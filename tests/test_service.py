@@ -234,8 +234,10 @@ def test_schemathesis_finds_no_failures(server, tmp_path):
 
 def test_index_page_in_headless_chromium(server, tmp_path):
     from browser_driver import drive_index_page
+    from PIL import Image
 
-    outcome = drive_index_page(f"{server.url}/", "an utterly charming film", tmp_path)
+    screenshot = tmp_path / "page-after-answer.png"  # kept with the test's other files
+    outcome = drive_index_page(f"{server.url}/", "an utterly charming film", tmp_path, screenshot=screenshot)
     assert outcome["state"] == "done", outcome
     assert outcome["label"] in ("positive", "negative")
     assert "".join(outcome["marked"]).replace(" ", "") == "anutterlycharmingfilm"
@@ -243,4 +245,10 @@ def test_index_page_in_headless_chromium(server, tmp_path):
     assert outcome["methods"] == list(METHODS)  # read from the server's OpenAPI document
     # The page must not try to load anything from elsewhere.
     assert all(url.startswith(server.url) for url in outcome["requests"]), outcome["requests"]
-
+    # The screenshot shows a page, not a blank: dark text on white, and the orange of highlighted words.
+    with Image.open(screenshot) as image:
+        pixels = image.convert("RGB")
+        colours = pixels.getcolors(maxcolors=pixels.width * pixels.height)
+        assert len(colours) > 16, f"{screenshot}: {len(colours)} colours"
+        assert any(r < 80 and g < 80 and b < 80 for _, (r, g, b) in colours), f"{screenshot}: no dark text"
+        assert any(r > 200 and 80 < g < 230 and b < 150 for _, (r, g, b) in colours), f"{screenshot}: no highlight"
