@@ -1,6 +1,6 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   install, fine-tune the embedded default base model on the bundled demo set, serve it
-#   make test   install, then run the whole test suite
+#   make test   install (Debian's chromium and chromedriver too, as root), then run the whole test suite
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -11,8 +11,11 @@ PYTHON ?= python3
 TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 || echo "torch==2.13.0")
 DEMO_OUT ?= outputs/demo
 PYTEST_ARGS ?=
+# The service's browser test drives Debian's headless chromium through Debian's chromedriver
+# (tests/browser_driver.py, Selenium with the driver's path, so nothing is downloaded).
+BROWSER_PACKAGES := chromium chromium-driver
 
-.PHONY: install test lint demo demo-train serve clean
+.PHONY: install browser test lint demo demo-train serve clean
 
 install: $(VENV)/.installed
 
@@ -23,7 +26,19 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-test: install
+# Present: nothing to do. Root on Debian: installed from Debian. Elsewhere: stop, naming the packages.
+browser:
+	@if { command -v chromium || command -v chromium-browser; } >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then \
+	  :; \
+	elif [ "$$(id -u)" = 0 ] && [ -f /etc/debian_version ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's $(BROWSER_PACKAGES) for the browser test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BROWSER_PACKAGES) >/dev/null; \
+	else \
+	  echo "make test needs chromium and chromedriver: install Debian's packages $(BROWSER_PACKAGES) (apt-get install $(BROWSER_PACKAGES))" >&2; \
+	  exit 1; \
+	fi
+
+test: install browser
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: install
