@@ -1,19 +1,22 @@
 """Task-adaptive pre-training (TAPT): masked-language modelling on SST-2's training texts.
 
-Why: every fine-tuning recipe on the embedded all-MiniLM-L6-v2 peaks near 90.2 on SST-2
-validation, and the ensemble of fifteen runs at 90.71 bounds what recipes, soups or distillation
-from them can reach. All of those start from the same encoder. all-MiniLM-L6-v2 was trained
-contrastively for sentence embeddings after its MLM-trained MiniLM ancestor; TAPT (Gururangan et
-al., 2020, "Don't Stop Pretraining") continues masked-language modelling on the task's own
-unlabelled text first, which changes the starting point itself. The labels are never read.
+Why: the fine-tuning recipes on the embedded all-MiniLM-L6-v2 all peak at about the same SST-2
+validation accuracy, and the ensemble of their runs bounds what recipes, soups or distillation
+from them can reach (docs/experiments.md). All of those start from the same encoder.
+all-MiniLM-L6-v2 was trained contrastively for sentence embeddings after its MLM-trained MiniLM
+ancestor; TAPT (Gururangan et al., 2020, "Don't Stop Pretraining") continues masked-language
+modelling on the task's own unlabelled text first, which changes the starting point itself. The
+labels are never read.
 
 The checkpoint has no MLM head (sentence-transformers keeps the bare `BertModel`), so the head's
 transform (dense, GELU, LayerNorm) starts fresh and its decoder is tied to the word embeddings, as
 in BERT. Only masked positions go through the 30k-way decoder. The result is saved as a bare
 `BertModel` in the Hub layout (pooler kept, head dropped), loadable as `model.base_model`:
 
-    python benchmarks/task_adaptive_pretraining.py --out outputs/tapt
+    python experiments/task_adaptive_pretraining.py --out outputs/tapt
     python training/train.py configs/sst2-minilm.yaml model.base_model=outputs/tapt output.dir=outputs/tapt-ft
+
+Findings: docs/experiments.md.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import shared_data
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -36,7 +38,10 @@ from attnlens.modeling_bert import BertModel
 from attnlens.tokenization import load_tokenizer
 from attnlens.training.batching import LengthGroupedSampler, PaddingCollator
 from attnlens.training.config import TrainingConfig
+from attnlens.training.data import load_raw_split, resolve_source
 from attnlens.training.optim import build_optimizer, build_scheduler
+
+SST2_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2" / "train.tsv"
 
 
 class MaskedLMHead(nn.Module):
@@ -108,7 +113,7 @@ def held_out_loss(encoder: BertModel, head: MaskedLMHead, held_out: list[tuple[T
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base-model", default=DEFAULT_BASE_MODEL)
-    parser.add_argument("--data", type=Path, default=shared_data.SST2_TRAIN)
+    parser.add_argument("--data", type=Path, default=SST2_TRAIN)
     parser.add_argument("--text-column", default="sentence")
     parser.add_argument("--out", type=Path, required=True, help="folder for the adapted encoder")
     parser.add_argument("--epochs", type=float, default=1.0)
@@ -136,7 +141,7 @@ def main() -> int:
     special = torch.zeros(args.vocab_size, dtype=torch.bool)
     special[tokenizer.all_special_ids] = True
 
-    texts = [row[args.text_column] for row in shared_data.read_rows(args.data)]
+    texts = list(load_raw_split(resolve_source(str(args.data)), "train", None)[args.text_column])  # the job's reader
     rng.shuffle(texts)
     encoded = tokenizer(texts, truncation=True, max_length=args.max_length)["input_ids"]
     collate = PaddingCollator(tokenizer.pad_token_id)

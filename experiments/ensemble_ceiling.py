@@ -12,7 +12,9 @@ averages the class probabilities. The uniform soup (Wortsman et al., 2022) avera
 instead, which gives one model of the original size; it only works for runs fine-tuned from the
 same base model.
 
-    python benchmarks/ensemble_ceiling.py --models outputs/run-a/best outputs/run-b/best ...
+    python experiments/ensemble_ceiling.py --models outputs/run-a/best outputs/run-b/best ...
+
+Findings: docs/experiments.md.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ import copy
 import sys
 from pathlib import Path
 
-import shared_data
 import torch
 
 from attnlens.predict import Predictor
 from attnlens.training.data import load_examples
+
+SST2_VALIDATION = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2" / "validation.tsv"
 
 
 def class_probabilities(predictor: Predictor, texts: list[str]) -> torch.Tensor:
@@ -46,7 +49,7 @@ def uniform_soup(models: list[torch.nn.Module]) -> torch.nn.Module:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=Path, nargs="+", required=True, help="fine-tuned model folders")
-    parser.add_argument("--data", type=Path, default=shared_data.SST2_VALIDATION)
+    parser.add_argument("--data", type=Path, default=SST2_VALIDATION)
     parser.add_argument("--text-column", default="sentence")
     parser.add_argument("--max-length", type=int, default=64, help="tokens read per text (the SST-2 configs' 64)")
     parser.add_argument("--threads", type=int, default=2)

@@ -7,7 +7,9 @@ measures what it would give on runs already trained: for each run folder, the ac
 kept checkpoint (`checkpoints/checkpoint-N`, the last `keep_checkpoints` of the run), of their
 uniform average, and of that average with the run's `best/` model added.
 
-    python benchmarks/checkpoint_average.py --runs outputs/run-a outputs/run-b ...
+    python experiments/checkpoint_average.py --runs outputs/run-a outputs/run-b ...
+
+Findings: docs/experiments.md.
 """
 
 from __future__ import annotations
@@ -18,9 +20,8 @@ import functools
 import sys
 from pathlib import Path
 
-import shared_data
 import torch
-from ensemble_ceiling import class_probabilities, uniform_soup
+from ensemble_ceiling import SST2_VALIDATION, class_probabilities, uniform_soup
 from safetensors.torch import load_file
 
 from attnlens.predict import Predictor
@@ -45,7 +46,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, nargs="+", required=True,
                         help="training output folders (each with best/ and checkpoints/)")
-    parser.add_argument("--data", type=Path, default=shared_data.SST2_VALIDATION)
+    parser.add_argument("--data", type=Path, default=SST2_VALIDATION)
     parser.add_argument("--max-length", type=int, default=64, help="tokens read per text (the SST-2 configs' 64)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
