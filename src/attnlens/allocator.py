@@ -4,7 +4,8 @@ Why: glibc's malloc hands large freed blocks back to the operating system (block
 mmap threshold are unmapped; free memory at the top of the heap above its trim threshold is
 trimmed). Inference frees and reallocates the same few activation sizes for every batch (a
 batch of 32 sentences needs several 1-5 MB buffers per layer), so each batch page-faults and
-zero-fills its buffers afresh; on the int8 path that was a fifth of the time (docs/benchmarks.md).
+zero-fills its buffers afresh, a large share of a small model's time on CPU
+(docs/experiments.md#inference-speed).
 Raising both thresholds keeps those blocks in the heap for reuse, what tcmalloc or jemalloc
 (recommended by PyTorch's CPU performance guides) do by design, without a preloaded library.
 

@@ -57,7 +57,7 @@ def masked_softmax(scores: Tensor, mask: Tensor | None, dim: int = -1, *, in_pla
     """Softmax that gives masked positions exactly 0 and fully masked rows all zeros (not NaN).
 
     `in_place=True` masks `scores` itself: a caller that owns a fresh score tensor saves a full-size
-    copy, which for attention maps is a large part of the cost (docs/benchmarks.md, explanations).
+    copy, which for attention maps is a large part of the cost.
     """
     if mask is None:
         return torch.softmax(scores, dim=dim)

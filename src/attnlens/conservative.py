@@ -5,8 +5,8 @@ relevance that flows through every attention edge in proportion to its weight.
 Why: plain gradient × input on a Transformer is dominated by the parts that are not locally
 linear, the attention softmax and LayerNorm's scale. Their gradients say how a token would move
 where others look, or rescale the whole vector, not how much of it reaches the output, and
-relevance computed through them is not conserved (comprehensiveness 0.141 on the development
-sample against 0.333 for Chefer's rule, docs/benchmarks.md). Ali et al. show that treating
+relevance computed through them is not conserved (it ranked words worst of every variant tried,
+docs/experiments.md#explanations). Ali et al. show that treating
 exactly those parts as constants in the backward restores conservation, as layer-wise relevance
 propagation (LRP) demands.
 

@@ -1,10 +1,11 @@
 """Inference-only matrix products through oneDNN with weights packed once and cached.
 
-Why: the CPU wheel's default `nn.Linear` goes through MKL, which on these AMD EPYC machines
-runs its AVX2 code path, while oneDNN (bundled with torch) uses AVX-512. Packing the weight into
-oneDNN's blocked layout once, instead of on every call, and fusing GELU into the product roughly
-halves the cost of BERT's projections. The arithmetic is the same product in another summation
-order, so outputs stay within float32 rounding (~1e-6) of `F.linear`.
+Why: the CPU wheel's default `nn.Linear` goes through MKL, which on AMD CPUs may run its AVX2
+code path, while oneDNN (bundled with torch) uses AVX-512 where the CPU has it. Packing the
+weight into oneDNN's blocked layout once, instead of on every call, and fusing GELU into the
+product make BERT's projections cheaper (docs/benchmarks.md#encoder-inference). The arithmetic
+is the same product in another summation order, so outputs stay within float32 rounding (~1e-6)
+of `F.linear`.
 
 The packed weight is a cache, never state: it is keyed by every source parameter's version
 counter and storage pointer, so an optimizer step, `load_state_dict` or `.to()` invalidates it,
@@ -12,7 +13,7 @@ and the module's state dict (Hugging Face key names) is untouched. The oneDNN op
 backward, so callers use it only when autograd is off (`fast_kernels_apply`), or inside
 `input_gradients_only()`: gradient explanations differentiate with respect to activations, never
 weights, and there the product gets a backward for its input alone (the same packed kernel, with
-the transposed weight packed once too), about 20% cheaper each way than `F.linear`'s MKL path.
+the transposed weight packed once too), cheaper each way than `F.linear`'s MKL path.
 
 Another summation order is not bit-identical, and over six post-LN layers of 512 tokens a few
 intermediate activations drift up to ~2e-5 from `transformers`' (logits stay within ~1e-6).

@@ -2,16 +2,16 @@
 
 Dynamic quantisation stores each weight matrix as int8 (per output channel) and quantises the
 activations per call from their observed range, so it needs no calibration data and keeps the
-model's interface. On CPUs with AVX-512 VNNI the int8 products run two to three times as fast
-as float32 ones, at the cost of a small accuracy change measured by
+model's interface. On CPUs with AVX-512 VNNI the int8 products are much faster than float32
+ones (docs/benchmarks.md#encoder-inference), at the cost of a small accuracy change measured by
 `benchmarks/int8_accuracy.py`. Where VNNI is present they run on oneDNN's `qlinear_pointwise`
 (the kernel PyTorch's own x86 compiler backend emits) with the feed-forward GELU fused into the
 product; elsewhere on fbgemm's dynamic linear.
 
 `torch.ao`'s dynamic Linear quantises activations to 7 bits (`reduce_range=True`), a guard against
 int16 overflow in the pre-VNNI AVX2/AVX-512 kernels. MiniLM's LayerNorm outputs have outlier
-channels (max |x| ~ 28 at std ~ 0.7), so that lost bit doubles each product's error (4-8% -> 2-4%
-relative on layer 0). Where the CPU has VNNI (int32 accumulation, no overflow) `Int8Linear` uses
+channels (a few values many standard deviations out), so that lost bit doubles each product's
+error. Where the CPU has VNNI (int32 accumulation, no overflow) `Int8Linear` uses
 all 8 bits.
 
 Only the encoder's linear layers are quantised: the pooler and classifier are a tiny share of
@@ -92,8 +92,8 @@ class Int8Linear(nn.Module):
 
     Two kernels compute the same quantised product. Where the CPU has VNNI, oneDNN's
     `qlinear_pointwise` runs it with the GELU fused into the product and plain int8 weights (no
-    deprecated quantised dtype); twice as fast as fbgemm's `linear_dynamic` plus a separate GELU
-    on one product in isolation, as fast within the whole model (docs/benchmarks.md). Elsewhere
+    deprecated quantised dtype); faster than fbgemm's `linear_dynamic` plus a separate GELU on
+    one product in isolation, no slower within the whole model. Elsewhere
     fbgemm runs it, with 7-bit activations (`reduce_range`) where the CPU lacks VNNI (see the
     module docstring).
     """

@@ -5,9 +5,9 @@ LayerNorm, residuals), so those run on the packed tensor and no FLOP is spent on
 attention needs the (batch, seq) layout, and the packed tensor is scattered into it for that
 and gathered back afterwards. With batches in file order, SST-2 batches are about half padding.
 
-Unpadding has a price, a gather and a scatter around every layer's attention (about 5% of an
-int8 forward), so a batch that is almost all real tokens (length-sorted batches are ~4% padding
-on SST-2) is computed padded instead: `MIN_PADDING_TO_UNPAD` is where the saving starts to pay.
+Unpadding has a price, a gather and a scatter around every layer's attention, so a batch that is
+almost all real tokens (length-sorted batches hold little padding) is computed padded instead:
+`MIN_PADDING_TO_UNPAD` is where the saving starts to pay.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ import torch
 from torch import Tensor
 
 # Unpad only batches with at least this share of padding; below it the gather and scatter around
-# attention cost more than the padded rows (measured on SST-2 batches, docs/benchmarks.md).
+# attention cost more than the padded rows (found on SST-2 batches).
 MIN_PADDING_TO_UNPAD = 0.1
 
 # Attention with its maps (explanations) is computed a few sequences at a time: a chunk's maps,
 # chunk x heads x seq² floats, stay in cache from the scores to the product with the values.
-# 2**19 float32 is 2 MiB, one core's L2 here: a 200-token review (12 heads) alone, ~70 SST-2
-# sentences together (docs/benchmarks.md, explanations).
+# 2**19 float32 is 2 MiB, a common L2 size per core: a 200-token review (12 heads) alone, or
+# dozens of SST-2 sentences together.
 CHUNK_MAP_ELEMENTS = 2**19
 
 

@@ -1,83 +1,50 @@
 """Gradient-weighted attention rollout (`grad_rollout`) from one forward and one backward pass.
 
-Three rules:
+Three rules, none of which computes a weight gradient. The default and the deletion rule explain
+the target's log-odds `y = logit_t − logsumexp_(k≠t) logit_k`; Chefer's rule, as published, its
+logit.
 
-`rule="conservative"` (the default) carries the target's log-odds back to the tokens through the
-attention maps with the conservative backward of Ali et al. (2022, "XAI for Transformers: Better
-Explanations through Conservative Propagation"; `attnlens.conservative`): attention weights,
-LayerNorm scales and the nonlinearities' gates are held constant, so each token's gradient ×
-input at the first layer's input is its share of the log-odds. Layer by layer, the edge from key
-j to query i of head h then carries `A_ij · ∂y/∂A_ij` (Chefer's gradient × attention, per head and
-signed, with the gradient of that backward; the value bias takes its own share) and the residual
-carries the rest, so relevance is accumulated through every attention edge in proportion to its
-weight and to what the value it carries does to the output. Why it is the default, measured
-(docs/benchmarks.md#explanations):
+`rule="conservative"` (the default) carries `y` back to the tokens with the conservative backward
+of Ali et al. (2022, "XAI for Transformers: Better Explanations through Conservative
+Propagation"; `attnlens.conservative`): attention weights, LayerNorm scales and the
+nonlinearities' gates are held constant, so each token's gradient × input at the first layer's
+input is its share of `y`. Layer by layer, the edge from key j to query i of head h carries
+`A_ij · ∂y/∂A_ij` (Chefer's gradient × attention, signed and per head) and the residual carries
+the rest. Why it is the default: it is the most faithful rule on the fine-tuned models measured,
+and it holds where attention saturates, because a weight held constant cannot vanish with the
+softmax's gradient, so a word that every query reads is credited with what they read.
 
-- It is the most faithful rule here, above integrated gradients' comprehensiveness on every set
-  (SST-2 0.480 against 0.453, 200 IMDB reviews at 256 tokens 0.625 against 0.519).
-- It holds where attention saturates, unlike the other two: on the tiny planted-word models of
-  the tests it ranks the planted word first in 100% of texts for every seed and every degree of
-  training tried, where Chefer's rule falls to 66.5% and the deletion rule to 3.5%
-  (`benchmarks/planted_saturation.py`). A weight held constant cannot vanish with the softmax's
-  gradient, so a word that every query reads is credited with what they read.
-- It costs what Chefer's rule costs: one forward and one backward.
+`rule="chefer"` is Chefer, Gur & Wolf (2021, "Generic Attention-model Explainability") as
+published: per layer `Ā = mean_h (∇A ⊙ A)⁺` with ∇ of the target logit, `R ← R + Ā R` from the
+first layer up, and the [CLS] row of `R` scores the tokens. Only that row is needed, so the row
+vector `r = e_cls (I + Ā_L) … (I + Ā_1)` is built during the backward, where the gradients arrive
+last layer first. Kept for comparison with the literature.
 
-`rule="chefer"` is Chefer, Gur & Wolf (2021, "Generic Attention-model Explainability"), as
-published. Per layer, `Ā = mean_h (∇A ⊙ A)⁺` with ∇ of the target logit. Relevance is
-propagated as `R ← R + Ā R` from the first layer up, and the [CLS] row of `R` scores the tokens.
-Only that row is needed, so a row vector `r = e_cls (I + Ā_L) … (I + Ā_1)` is built during the
-backward pass, where the gradients arrive last layer first. It was the default until the
-conservative rule was measured; it reaches 80–87% of integrated gradients' comprehensiveness.
+`rule="deletion"` estimates to first order how much `y` would fall if a token were deleted. A
+word is deleted by removing its key column from every attention row of every layer (what the
+padding mask does), so the estimate is the gradient with respect to a gate on key j in all rows:
+`Σ_layers Σ_heads Σ_(i≠j) ∂y/∂s_ij` with `s` the pre-softmax scores and
+`∂y/∂s_ij = A_ij (∂y/∂A_ij − Σ_k A_ik ∂y/∂A_ik)`, Chefer's `∇A ⊙ A` centred by the softmax's
+Jacobian. Every query row counts, signs are kept until the end, and j's own row is left out (once
+j is deleted nobody reads its state). AtMan (Deb et al., 2023) suppresses a token the same way
+with one forward pass per token; this is its first-order relative with one backward for all
+tokens. Being first order, it misses a word that attention is saturated on.
 
-`rule="deletion"` (opt-in) estimates how much the target's log-odds would fall if a token were
-deleted, to first order through every attention edge. It is more faithful than Chefer's rule on
-fine-tuned models: comprehensiveness 0.442 against 0.385 on SST-2 validation, with integrated
-gradients at 0.453. Being first order, it misses a word that attention is saturated on: on the
-tests' tiny planted-word models it ranked the planted word first in only 3.5–100% of texts
-across seeds (`benchmarks/planted_saturation.py`).
+Why the log-odds: deleting words is scored by the fall of `p_t`, which the log-odds track
+monotonically, while a raw-logit gradient also credits evidence that raises every logit; and the
+gradient of `log p_t` is this one times `1 − p_t`, which loses all precision once `p_t` rounds to
+1 in float32.
 
-What `rule="deletion"` changes, both measured on SST-2 *train* sentences:
-
-- What the weights are summed into. A word is deleted by removing its key column from every
-  attention row of every layer (the model's own padding mask does exactly that; only the shift
-  of later tokens' positions is not modelled: adding it measured worse), so the
-  quantity to estimate is the gradient of the objective with respect to a gate on key j's
-  weight in all rows: `Σ_layers Σ_heads Σ_(i≠j) ∂y/∂s_ij` with `s` the pre-softmax scores and
-  `∂y/∂s_ij = A_ij (∂y/∂A_ij − Σ_k A_ik ∂y/∂A_ik)`, i.e. Chefer's `∇A ⊙ A` centred by the
-  softmax's own Jacobian. Every query row counts (a word matters by what every token reads
-  from it, not only [CLS]), signs are kept until the end (heads and rows that read a word as
-  evidence against the target cancel those that read it as evidence for), and j's own row is
-  left out (once j is deleted nobody reads its state). Chefer's rule `R ← R + Ā R` with
-  `Ā = mean_h (∇A ⊙ A)⁺` instead rolls the [CLS] row out through products of gradient-weighted
-  maps; a product of two such maps is in units of y², so its higher-order terms are negligible
-  next to the first-order ones on a fine-tuned model (keeping only the first order changed
-  nothing measurable), and it sees only [CLS]'s row of each layer directly.
-  AtMan (Deb et al., 2023) suppresses a token the same way, by manipulating its attention
-  scores in every layer, with one forward pass per token; this is a first-order relative that
-  needs one backward for all tokens. Being first order, it can miss a word that attention is
-  saturated on (docs/explanations.md), where Chefer's rule holds up better.
-- The objective: the target's log-odds `log p_t − log(1 − p_t)` = `logit_t − logsumexp_(k≠t)
-  logit_k`, not its raw logit. Deleting words is scored by the fall of `p_t`, which the log-odds
-  track monotonically; a raw-logit gradient also credits evidence that raises every logit. For
-  two classes it is the logit margin, and the scores for one class are the negation of those
-  for the other. For two classes the gradient of `log p_t` is this one times `1 − p_t`, which
-  loses all precision once `p_t` rounds to 1 in float32; the log-odds keep it.
-
-The conservative rule explains the same log-odds, for the same reasons.
-
-Cost: one forward and one backward, and no weight gradient. For Chefer's and the deletion rule the
-backward is asked only for the gradient of the first layer's attention, so it stops one layer
-above the embeddings; each layer's contribution is summed as its gradient arrives, so no
-attention map outlives its own layer's gradient. The conservative rule's backward goes down to
-the first layer's input, and costs about as much: with attention, norms and gates held constant
-it has no softmax, LayerNorm or GELU derivative to compute, only products. The forward runs on
-the packed real tokens and computes the last layer for [CLS] only (`last_layer_cls_only`), as
-plain inference does, so neither pass
-spends anything on padding or on last-layer rows that cannot reach the logits. Attention runs a
-few examples at a time (`attention_chunk_hook`), so each chunk's map, its gradient and the
-accumulation read from cache, not from memory; and since only activations are differentiated,
-the products keep inference's packed oneDNN kernels (`attnlens.kernels.input_gradients_only`).
-Both measured in docs/benchmarks.md#explanations.
+Cost: one forward and one backward. Chefer's and the deletion rule ask the backward only for the
+first layer's attention, so it stops one layer above the embeddings, and each layer's
+contribution is summed as its gradient arrives. The conservative backward goes down to the first
+layer's input, but with attention, norms and gates constant it has no softmax, LayerNorm or GELU
+derivative to compute, only products. The forward runs on the packed real tokens and computes the
+last layer for [CLS] only (`last_layer_cls_only`), attention runs a few examples at a time
+(`attention_chunk_hook`) so each chunk's map and its gradient are read from cache, and the
+products keep inference's packed kernels (`attnlens.kernels.input_gradients_only`). Faithfulness
+and cost: docs/benchmarks.md#explanations-faithfulness; how the rules were chosen:
+docs/experiments.md#explanations.
 """
 
 from __future__ import annotations
@@ -220,8 +187,7 @@ def conservative_relevance(model, batch: EncodedBatch, target=None) -> tuple[tor
             # Only the logits are read, so the forward runs packed and [CLS]-only in the last layer.
             # The chunk hook reads nothing; it routes attention through the explicit softmax, whose
             # backward with constant weights is one product with Aᵀ, where the fused kernel's
-            # would compute query and key gradients only to drop them (2.70x vs 2.32x a forward on
-            # the development sample, with an earlier form of the rule).
+            # would compute query and key gradients only to drop them.
             logits = model(**batch.model_inputs(), last_layer_cls_only=True,
                            attention_chunk_hook=lambda *_: None).logits
             targets = resolve_targets(logits.detach(), target)
