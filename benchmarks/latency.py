@@ -1,7 +1,7 @@
 """Latency of one short sentence through the `Predictor` (tokenise, model, softmax), float32 vs int8.
 
-The service answers one sentence with exactly this call after its micro-batcher's wait
-(`ATTNLENS_MAX_LATENCY_MS`, 10 ms by default) and the HTTP round trip; those are measured by
+The service answers one sentence with exactly this call, plus its micro-batcher's wait, if any
+(`ATTNLENS_MAX_LATENCY_MS`, docs/serving.md), and the HTTP round trip; those are measured by
 `benchmarks/serve_load.py`. This isolates the part the model decides. Calls alternate between the
 paths, so machine load hits both alike.
 
