@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import pytest
 import torch
 from service_harness import save_tiny_classifier
 
 from attnlens import BertForSequenceClassification, load_tokenizer
+from attnlens.cancellation import STOP_POLL_INTERVAL_S
 from attnlens.cli import main
 from attnlens.errors import InputError, ModelNotFoundError
 from attnlens.model_source import export_to_store, resolve_model
@@ -103,6 +105,53 @@ def test_bad_arguments_raise_input_errors(predictor):
     with pytest.raises(PredictionCancelled):
         predictor.predict(TEXTS, should_stop=lambda: True)
     assert predictor.predict([]) == []
+
+
+SPECIAL_TOKEN_STRINGS = ("[SEP]", "[CLS]", "[MASK]", "[PAD]", "[UNK]", "<s>", "</s>", "<mask>")
+
+
+def test_special_token_strings_in_user_text_are_text(predictor):
+    tokenizer = predictor.tokenizer
+    (ids,) = predictor._token_ids(["a [SEP] b"])
+    assert tokenizer.sep_token_id not in ids
+    assert tokenizer.convert_ids_to_tokens(ids) == ["a", "[", "sep", "]", "b"]
+    special_ids = set(tokenizer.all_special_ids)
+    for text in SPECIAL_TOKEN_STRINGS:
+        assert not special_ids & set(predictor._token_ids([f"x {text} y"])[0]), text
+    # The text is what the model reads: "[SEP]" as characters, not as the end of the sequence.
+    (typed,) = predictor.predict(["a [SEP] b"])
+    assert typed.num_tokens == 2 + 5
+    assert typed.probabilities != predictor.predict(["a"])[0].probabilities
+
+
+def test_text_without_word_pieces_is_predicted_as_cls_sep(predictor):
+    wordless = ["\u200b", "\ufeff", "\u00ad", "\u2060", "\u0301", "\x00", "", "   "]
+    empty = predictor.predict([""])[0]
+    for long_text in ("truncate", "chunk"):
+        results = predictor.predict([*wordless, "fine"], long_text=long_text)
+        for result in [*results[:-1], empty]:
+            assert (result.label, result.num_tokens, result.truncated, result.num_windows) == (empty.label, 2, False, 1)
+            assert result.probabilities == pytest.approx(empty.probabilities, abs=1e-6)
+        assert results[-1].probabilities == pytest.approx(predictor.predict(["fine"])[0].probabilities, abs=1e-6)
+
+
+def test_lone_surrogate_raises_input_error_naming_the_text(predictor):
+    with pytest.raises(InputError, match=r"text 1 holds a lone surrogate U\+DC00 at character 3"):
+        predictor.predict(["fine", "bad\udc00"])
+
+
+def test_cancelled_prediction_stops_inside_the_forward_and_leaves_no_hooks(predictor):
+    """`should_stop` is asked before each encoder layer too, not only between batches."""
+    answers = iter([False, True])
+
+    def slow_stop() -> bool:
+        time.sleep(STOP_POLL_INTERVAL_S * 1.5)  # so that no question is throttled away
+        return next(answers)
+
+    with pytest.raises(PredictionCancelled, match="before layer 0"):
+        predictor.predict(["fine"], should_stop=slow_stop)  # one batch: the 2nd question is a layer's
+    assert all(not layer._forward_pre_hooks for layer in predictor.model.bert.encoder.layer)
+    assert predictor.predict(["fine"], should_stop=lambda: False) == predictor.predict(["fine"])
 
 
 def test_resolve_model_folder_store_and_hub(model_dir, store):

@@ -8,6 +8,7 @@ import math
 from collections import Counter
 from pathlib import Path
 
+import datasets
 import pytest
 import torch
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
@@ -136,6 +137,14 @@ def test_tokenize_truncates_and_records_lengths(tokenizer):
     assert all(len(ids) == n for ids, n in zip(tokenized["input_ids"], tokenized["length"], strict=True))
     order = sorted_by_length(tokenized["length"])
     assert [tokenized["length"][i] for i in order] == sorted(tokenized["length"], reverse=True)
+
+
+def test_tokenize_reads_special_token_strings_as_text(tokenizer):
+    examples = datasets.Dataset.from_dict({"text": ["a [SEP] b", "[CLS] [MASK] <s>"], "labels": [0, 1]})
+    tokenized = tokenize_examples(examples, tokenizer, max_length=32)
+    for ids in tokenized["input_ids"]:
+        assert ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id
+        assert not set(ids[1:-1]) & set(tokenizer.all_special_ids)
 
 
 def test_local_metric_modules_match_scikit_learn():

@@ -10,21 +10,21 @@ its first 512 tokens only.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import torch
 
+from attnlens.cancellation import PredictionCancelled, StopCheck, StopPoll, stop_points
 from attnlens.errors import InputError
+from attnlens.tokenization import tokenize_user_texts
+
+# PredictionCancelled and StopCheck live in attnlens.cancellation (explanations raise it too).
+__all__ = ["LONG_TEXT_MODES", "LongText", "Prediction", "PredictionCancelled", "Predictor", "StopCheck"]
 
 LongText = Literal["truncate", "chunk"]
-StopCheck = Callable[[], bool]
 LONG_TEXT_MODES: tuple[str, ...] = ("truncate", "chunk")
-
-
-class PredictionCancelled(Exception):
-    """`should_stop` said the caller no longer wants the result (e.g. its HTTP request timed out)."""
 
 
 @dataclass
@@ -116,10 +116,10 @@ class Predictor:
     # -- tokenisation -------------------------------------------------------------------------
 
     def _token_ids(self, texts: Sequence[str]) -> list[list[int]]:
-        """Word-piece ids of each text without special tokens and without truncation."""
-        encoded = self.tokenizer(
-            list(texts), add_special_tokens=False, truncation=False, verbose=False
-        )
+        """Word-piece ids of each text without special tokens and without truncation; special-token
+        strings in the text are text (`attnlens.tokenization.tokenize_user_texts`)."""
+        encoded = tokenize_user_texts(self.tokenizer, texts, add_special_tokens=False, truncation=False,
+                                      verbose=False)
         return encoded["input_ids"]
 
     def _windows(self, text_index: int, ids: list[int], long_text: LongText) -> list[_Window]:
@@ -141,33 +141,42 @@ class Predictor:
     def _probabilities(self, windows: list[_Window], should_stop: StopCheck | None = None) -> torch.Tensor:
         """Class probabilities of every window, computed in length-sorted, tightly padded batches.
 
-        `should_stop` is asked before each batch, so abandoned work stops within one batch.
+        `should_stop` is asked before each batch and before each encoder layer (at most every
+        `STOP_POLL_INTERVAL_S`, see attnlens.cancellation), so abandoned work stops within a layer.
         """
         probabilities = torch.empty(len(windows), len(self.labels))
         order = sorted(range(len(windows)), key=lambda i: len(windows[i].input_ids))
-        for first in range(0, len(order), self.batch_size):
-            if should_stop is not None and should_stop():
-                raise PredictionCancelled(f"stopped after {first} of {len(windows)} windows")
-            members = order[first : first + self.batch_size]
-            width = max(len(windows[i].input_ids) for i in members)
-            input_ids = torch.full((len(members), width), self.pad_id, dtype=torch.long)
-            attention_mask = torch.zeros((len(members), width), dtype=torch.long)
-            for row, i in enumerate(members):
-                ids = windows[i].input_ids
-                input_ids[row, : len(ids)] = torch.tensor(ids)
-                attention_mask[row, : len(ids)] = 1
-            logits = self.model(
-                input_ids.to(self.device),
-                attention_mask=attention_mask.to(self.device),
-                token_type_ids=torch.zeros_like(input_ids).to(self.device),
-            ).logits  # (batch, num_labels)
-            probabilities[members] = logits.float().softmax(dim=-1).cpu()
+        poll = StopPoll(should_stop)
+        with stop_points(self.model, poll):
+            for first in range(0, len(order), self.batch_size):
+                poll(f"after {first} of {len(windows)} windows")
+                members = order[first : first + self.batch_size]
+                width = max(len(windows[i].input_ids) for i in members)
+                input_ids = torch.full((len(members), width), self.pad_id, dtype=torch.long)
+                attention_mask = torch.zeros((len(members), width), dtype=torch.long)
+                for row, i in enumerate(members):
+                    ids = windows[i].input_ids
+                    input_ids[row, : len(ids)] = torch.tensor(ids)
+                    attention_mask[row, : len(ids)] = 1
+                logits = self.model(
+                    input_ids.to(self.device),
+                    attention_mask=attention_mask.to(self.device),
+                    token_type_ids=torch.zeros_like(input_ids).to(self.device),
+                ).logits  # (batch, num_labels)
+                probabilities[members] = logits.float().softmax(dim=-1).cpu()
         return probabilities
 
     def predict(
         self, texts: Sequence[str], *, long_text: LongText = "truncate", should_stop: StopCheck | None = None
     ) -> list[Prediction]:
-        """Predict every text; results keep the order of `texts`."""
+        """Predict every text; results keep the order of `texts`.
+
+        Any string is read as text: special-token strings in it are ordinary characters, and a
+        text without a word piece (empty, blank, or only characters the tokenizer drops, such as
+        U+200B or a lone combining accent) gets the model's prediction on [CLS][SEP]
+        (`num_tokens=2`). A non-string or a lone surrogate raises InputError. When `should_stop()`
+        says True the call raises PredictionCancelled (attnlens.cancellation) within a layer's work.
+        """
         if long_text not in LONG_TEXT_MODES:
             raise InputError(f"long_text={long_text!r} is not one of {', '.join(LONG_TEXT_MODES)}")
         texts = list(texts)

@@ -1,10 +1,14 @@
-"""Tokenizers come from `transformers` (fast, Rust-backed); attnlens only resolves where from."""
+"""Tokenizers come from `transformers` (fast, Rust-backed); attnlens resolves where from, and how
+user text goes through them (`tokenize_user_texts`)."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from attnlens.errors import ModelNotFoundError
+from attnlens.errors import InputError, ModelNotFoundError
 from attnlens.hub import resolve_model_dir
 
 
@@ -33,3 +37,26 @@ def load_tokenizer(name_or_path: str | Path, *, revision: str | None = None,
     if not getattr(tokenizer, "is_fast", False):
         raise ModelNotFoundError(f"{folder}: tokenizer is not a fast tokenizer (tokenizer.json missing?)")
     return tokenizer
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def tokenize_user_texts(tokenizer, texts: Sequence[str], **options: Any):
+    """`tokenizer(texts, **options)` for text a user wrote: the one way attnlens tokenises it.
+
+    Special-token strings in the text ("[SEP]", "[CLS]", "[MASK]", "<s>", "</s>", ...) are read as
+    the ordinary characters they are (`split_special_tokens=True`): a user's "[SEP]" must not end
+    the sequence, nor a "[MASK]" reach the model as a token it never saw while fine-tuning. Only
+    the tokenizer's own additions (`add_special_tokens`) are special tokens.
+
+    A lone surrogate (U+D800-U+DFFF, possible in a Python str but not in valid Unicode) raises
+    InputError naming the text and the position: no tokenizer can read it.
+    """
+    texts = list(texts)
+    for index, text in enumerate(texts):
+        surrogate = _SURROGATE.search(text) if isinstance(text, str) else None
+        if surrogate is not None:
+            raise InputError(f"text {index} holds a lone surrogate U+{ord(surrogate.group()):04X} at "
+                             f"character {surrogate.start()}: not valid Unicode, so no tokenizer can read it")
+    return tokenizer(texts, split_special_tokens=True, **options)

@@ -19,6 +19,7 @@ from typing import Any
 import datasets
 
 from attnlens.errors import DataError
+from attnlens.tokenization import tokenize_user_texts
 
 PACKAGE_SCHEME = "attnlens://"
 FILE_FORMATS = {
@@ -167,7 +168,8 @@ def tokenize_examples(examples: datasets.Dataset, tokenizer: Any, max_length: in
     """Token ids without padding plus each example's length, which the sampler groups by."""
 
     def encode(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        encoded = tokenizer(batch["text"], truncation=True, max_length=max_length)
+        # Special-token strings in a review are text here as at prediction time.
+        encoded = tokenize_user_texts(tokenizer, batch["text"], truncation=True, max_length=max_length)
         return {"input_ids": encoded["input_ids"], "length": [len(ids) for ids in encoded["input_ids"]]}
 
     return examples.map(encode, batched=True, batch_size=1000, remove_columns=["text"], desc="tokenising")
