@@ -5,7 +5,7 @@ mmap threshold are unmapped; free memory at the top of the heap above its trim t
 trimmed). Inference frees and reallocates the same few activation sizes for every batch (a
 batch of 32 sentences needs several 1-5 MB buffers per layer), so each batch page-faults and
 zero-fills its buffers afresh, a large share of a small model's time on CPU
-(docs/experiments.md#inference-speed).
+(docs/experiments.md, Inference speed).
 Raising both thresholds keeps those blocks in the heap for reuse, what tcmalloc or jemalloc
 (recommended by PyTorch's CPU performance guides) do by design, without a preloaded library.
 

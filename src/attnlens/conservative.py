@@ -6,7 +6,7 @@ Why: plain gradient × input on a Transformer is dominated by the parts that are
 linear, the attention softmax and LayerNorm's scale. Their gradients say how a token would move
 where others look, or rescale the whole vector, not how much of it reaches the output, and
 relevance computed through them is not conserved (it ranked words worst of every variant tried,
-docs/experiments.md#explanations). Ali et al. show that treating
+docs/experiments.md, Explanations). Ali et al. show that treating
 exactly those parts as constants in the backward restores conservation, as layer-wise relevance
 propagation (LRP) demands.
 

@@ -3,7 +3,7 @@
 Why: the CPU wheel's default `nn.Linear` goes through MKL, which on AMD CPUs may run its AVX2
 code path, while oneDNN (bundled with torch) uses AVX-512 where the CPU has it. Packing the
 weight into oneDNN's blocked layout once, instead of on every call, and fusing GELU into the
-product make BERT's projections cheaper (docs/benchmarks.md#encoder-inference). The arithmetic
+product make BERT's projections cheaper (docs/benchmarks.md, Encoder inference). The arithmetic
 is the same product in another summation order, so outputs stay within float32 rounding (~1e-6)
 of `F.linear`.
 

@@ -3,7 +3,7 @@
 Dynamic quantisation stores each weight matrix as int8 (per output channel) and quantises the
 activations per call from their observed range, so it needs no calibration data and keeps the
 model's interface. On CPUs with AVX-512 VNNI the int8 products are much faster than float32
-ones (docs/benchmarks.md#encoder-inference), at the cost of a small accuracy change measured by
+ones (docs/benchmarks.md, Encoder inference), at the cost of a small accuracy change measured by
 `benchmarks/int8_accuracy.py`. Where VNNI is present they run on oneDNN's `qlinear_pointwise`
 (the kernel PyTorch's own x86 compiler backend emits) with the feed-forward GELU fused into the
 product; elsewhere on fbgemm's dynamic linear.

@@ -43,8 +43,8 @@ derivative to compute, only products. The forward runs on the packed real tokens
 last layer for [CLS] only (`last_layer_cls_only`), attention runs a few examples at a time
 (`attention_chunk_hook`) so each chunk's map and its gradient are read from cache, and the
 products keep inference's packed kernels (`attnlens.kernels.input_gradients_only`). Faithfulness
-and cost: docs/benchmarks.md#explanations-faithfulness; how the rules were chosen:
-docs/experiments.md#explanations.
+and cost: docs/benchmarks.md, Explanation faithfulness and Explanation cost; how the rules were
+chosen: docs/experiments.md, Explanations.
 """
 
 from __future__ import annotations
