@@ -12,6 +12,11 @@ traffic is continuous, i.e. when requests arrived while the previous batch was r
 client, or closed-loop clients that all wait for the batch in progress, would only lose that
 time: nobody else is coming, so their batch runs at once (one short sentence is not delayed by
 the window), while under open traffic the window fills batches.
+
+Isolation: a batch that fails is computed again request by request, so an error fails only the
+request whose text caused it. With a `Lane` (serving/admission.py), requests are admitted by
+estimated cost, and a batch holds at most `max_batch_seconds` of estimated work, so a request is
+answered soon after its own texts are done, not after a long batch of other people's work.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from serving.admission import Lane
+
 # run_batch(texts, mode, should_stop) -> one result per text; it may raise when should_stop().
 RunBatch = Callable[[Sequence[str], str, Callable[[], bool]], list[Any]]
 
@@ -33,11 +40,16 @@ class _Request:
     texts: list[str]
     mode: str
     future: asyncio.Future[list[Any]]
+    costs: list[float]
     results: list[Any] = field(default_factory=list)
 
     @property
     def abandoned(self) -> bool:
         return self.future.done()
+
+
+# One text of a request: (request, index of the text in it).
+_Item = tuple[_Request, int]
 
 
 class MicroBatcher:
@@ -61,6 +73,9 @@ class MicroBatcher:
         model_slots: asyncio.Lock | asyncio.Semaphore | None = None,
         parallel: int = 1,
         on_batch: Callable[[int], None] | None = None,
+        lane: Lane | None = None,
+        cost: Callable[[str, str], float] | None = None,
+        max_batch_seconds: float | None = None,
     ) -> None:
         self.run_batch = run_batch
         self.max_batch_size = max_batch_size
@@ -71,16 +86,26 @@ class MicroBatcher:
         self._workers: list[asyncio.Task[None]] = []
         self._executor = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="attnlens-batch")
         self.on_batch = on_batch  # called with the number of texts of every model call (metrics)
+        self.lane = lane
+        self.cost = cost  # cost(text, mode): estimated token passes (serving.admission.text_cost)
+        self.max_batch_seconds = max_batch_seconds
         self.batches_run = 0
         self._submitted = 0  # requests ever submitted
         self._arrived_while_busy = 0  # requests submitted while the last group was running
 
     async def submit(self, texts: Sequence[str], mode: str) -> list[Any]:
-        """Results for `texts`, in order, once the batch holding them has run."""
+        """Results for `texts`, in order, once the batch holding them has run.
+
+        Raises serving.admission.Overloaded at once when the lane's backlog is too long.
+        """
         self._workers = [worker for worker in self._workers if not worker.done()]
         while len(self._workers) < self.parallel:  # started on first use, in the running loop
             self._workers.append(asyncio.create_task(self._work()))
-        request = _Request(list(texts), mode, asyncio.get_running_loop().create_future())
+        costs = [self.cost(text, mode) if self.cost else 0.0 for text in texts]
+        request = _Request(list(texts), mode, asyncio.get_running_loop().create_future(), costs)
+        if self.lane is not None:
+            admitted = self.lane.admit(mode, costs)
+            request.future.add_done_callback(lambda _: self.lane.finish(admitted))
         self._submitted += 1
         await self._queue.put(request)
         return await request.future
@@ -126,34 +151,75 @@ class MicroBatcher:
                         request.future.set_exception(error)
             self._arrived_while_busy = self._submitted - submitted_before
 
+    def _slices(self, items: list[_Item], mode: str) -> list[list[_Item]]:
+        """Consecutive slices of at most `max_batch_size` texts and, with a lane, about
+        `max_batch_seconds` of estimated work (always at least one text)."""
+        budget = self.lane.batch_budget(mode, self.max_batch_seconds) if self.lane and self.max_batch_seconds else None
+        slices: list[list[_Item]] = []
+        current: list[_Item] = []
+        cost = 0.0
+        for request, index in items:
+            text_cost = request.costs[index]
+            if current and (len(current) >= self.max_batch_size or (budget is not None and cost + text_cost > budget)):
+                slices.append(current)
+                current, cost = [], 0.0
+            current.append((request, index))
+            cost += text_cost
+        if current:
+            slices.append(current)
+        return slices
+
     async def _run_group(self, group: list[_Request]) -> None:
         for mode in dict.fromkeys(request.mode for request in group):
             members = [request for request in group if request.mode == mode]
-            items = [(request, text) for request in members for text in request.texts]
-            for first in range(0, len(items), self.max_batch_size):
-                live = [(request, text) for request, text in items[first : first + self.max_batch_size]
-                        if not request.abandoned]
-                if not live:
-                    continue
-                owners = {id(request): request for request, _ in live}.values()
-
-                def all_abandoned(owners=owners) -> bool:
-                    return all(request.abandoned for request in owners)
-
-                async with self.model_slots:
-                    try:
-                        outputs = await asyncio.get_running_loop().run_in_executor(
-                            self._executor, self.run_batch, [text for _, text in live], mode, all_abandoned
-                        )
-                    except Exception:
-                        if all_abandoned():
-                            continue  # nobody waits for this slice any more
-                        raise
-                self.batches_run += 1
-                if self.on_batch is not None:
-                    self.on_batch(len(live))
-                for (request, _), output in zip(live, outputs, strict=True):
-                    request.results.append(output)
+            items = [(request, index) for request in members for index in range(len(request.texts))]
+            await self._run_items(items, mode)
             for request in members:
                 if not request.abandoned:
                     request.future.set_result(request.results)
+
+    async def _run_items(self, items: list[_Item], mode: str) -> None:
+        """Compute the items slice by slice into their requests' results. A slice that fails is
+        computed again request by request, so the error reaches only the request it belongs to."""
+        for slice_ in self._slices(items, mode):
+            live = [(request, index) for request, index in slice_ if not request.abandoned]
+            if not live:
+                continue
+            owners = list({id(request): request for request, _ in live}.values())
+            try:
+                outputs = await self._call_model(live, mode, owners)
+            except Exception as error:
+                if len(owners) > 1:
+                    for owner in owners:
+                        await self._run_items([item for item in live if item[0] is owner], mode)
+                    continue
+                if not owners[0].abandoned:
+                    owners[0].future.set_exception(error)
+                continue
+            if outputs is None:  # abandoned while running
+                continue
+            for (request, _), output in zip(live, outputs, strict=True):
+                request.results.append(output)
+
+    async def _call_model(self, live: list[_Item], mode: str, owners: list[_Request]) -> list[Any] | None:
+        """One model call for `live`; None when everybody left while it ran and it stopped."""
+        def all_abandoned(owners=owners) -> bool:
+            return all(request.abandoned for request in owners)
+
+        texts = [request.texts[index] for request, index in live]
+        async with self.model_slots:
+            started = time.monotonic()
+            try:
+                outputs = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, self.run_batch, texts, mode, all_abandoned)
+            except Exception:
+                if all_abandoned():
+                    return None  # nobody waits for this slice any more
+                raise
+            seconds = time.monotonic() - started
+        if self.lane is not None:
+            self.lane.measured(mode, sum(request.costs[index] for request, index in live), seconds)
+        self.batches_run += 1
+        if self.on_batch is not None:
+            self.on_batch(len(live))
+        return outputs

@@ -1,4 +1,5 @@
-"""The ASGI layer in front of the API: API key, request checks, our page, an honest OpenAPI document.
+"""The ASGI layer in front of the API: API key, request checks, fair use of the model's queue,
+request telemetry, our page, an honest OpenAPI document.
 
 BentoML answers invalid JSON or UTF-8 and wrong types with pydantic's terse messages (without the
 offending value) or a 500, so every API request is checked here first, with the same pydantic
@@ -6,15 +7,26 @@ models BentoML then uses, and refused with a 4xx whose one-line message names th
 value and the limit. The OpenAPI document is amended to declare exactly the errors this layer
 and BentoML's traffic control (429, 504) send, so generated clients and `schemathesis` agree
 with the server.
+
+What one client can do to the others is bounded here too: its body must arrive within
+ATTNLENS_BODY_TIMEOUT (408 after), it holds one of the ATTNLENS_MAX_CONCURRENCY places only once
+its whole request is read (so a slow sender holds none), and when it goes away its request is
+cancelled, so its work stops. The request metrics are this layer's, labelled by known route
+("other" for any unknown path), so unauthenticated traffic cannot grow /metrics.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import json
+import re
+import time
 from pathlib import Path
 from typing import Any
 
+import bentoml
 from pydantic import ValidationError
 
 from serving.schemas import ErrorBody
@@ -26,6 +38,20 @@ PROTECTED_STATUS = {401: "missing or wrong API key", 413: "request body too larg
 JSON_MEDIA_TYPES = ("application/json", "", "text/plain", "application/x-www-form-urlencoded")
 # Shortened values keep error bodies small even when the offending text is 20,000 characters.
 _VALUE_PREVIEW = 60
+# A JSON escape of a UTF-16 surrogate; a lone one is valid JSON that pydantic refuses to decode.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+# Paths that get their own label in the request metrics; everything else is "other".
+_INFRASTRUCTURE_PATHS = ("/", "/docs", "/docs.json", "/metrics", "/livez", "/readyz", "/healthz")
+
+REQUESTS = bentoml.metrics.Counter(
+    name="attnlens_http_requests", documentation="HTTP requests answered, by route and status",
+    labelnames=["endpoint", "status"])
+REQUEST_SECONDS = bentoml.metrics.Histogram(
+    name="attnlens_http_request_duration_seconds", documentation="time from request to answer, by route",
+    labelnames=["endpoint"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+IN_PROGRESS = bentoml.metrics.Gauge(
+    name="attnlens_http_requests_in_progress", documentation="requests being answered now, by route",
+    labelnames=["endpoint"], multiprocess_mode="livesum")
 
 
 def _json_response(status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None):
@@ -94,11 +120,18 @@ def describe_validation_error(error: ValidationError) -> dict[str, Any]:
 class GuardMiddleware:
     """Wraps the BentoML app (added with `Service.add_asgi_middleware`)."""
 
-    def __init__(self, app: Any, *, service: Any, api_key: str | None, max_body_bytes: int) -> None:
+    def __init__(self, app: Any, *, service: Any, api_key: str | None, max_body_bytes: int,
+                 body_timeout: float, timeout: float, max_concurrency: int, protect_metrics: bool) -> None:
         self.app = app
         self.service = service
         self.api_key = api_key or None
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
+        self.timeout = timeout
+        self.max_concurrency = max_concurrency
+        self.protect_metrics = protect_metrics and self.api_key is not None
+        self.in_flight = 0  # API requests read whole and not yet answered
+        self.routes = {api.route for api in service.apis.values()}
         self.index_html = (STATIC_DIR / "index.html").read_bytes()
         # BentoML's Swagger UI lived at "/", which is our page now; it moves to /docs.
         import _bentoml_impl.server
@@ -114,7 +147,34 @@ class GuardMiddleware:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        path = scope["path"]
+        endpoint = path if path in self.routes or path in _INFRASTRUCTURE_PATHS else "other"
+        status = 0
+
+        async def counted_send(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        started = time.monotonic()
+        in_progress = IN_PROGRESS.labels(endpoint=endpoint)
+        in_progress.inc()
+        try:
+            await self._route(scope, receive, counted_send)
+        finally:
+            in_progress.dec()
+            # 0: the client left (or the request was cancelled) before any answer
+            REQUESTS.labels(endpoint=endpoint, status=str(status)).inc()
+            REQUEST_SECONDS.labels(endpoint=endpoint).observe(time.monotonic() - started)
+
+    async def _route(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         path, method = scope["path"], scope["method"]
+        if path == "/metrics":
+            refusal = self._check_key(scope) if self.protect_metrics else None
+            if refusal is not None:
+                return await self._send(send, *refusal)
+            return await self._metrics(send)
         if path in ("/", "/docs") and method in ("GET", "HEAD"):
             page = self.index_html if path == "/" else self.swagger_html
             return await self._send(send, 200, [(b"content-type", b"text/html; charset=utf-8"),
@@ -133,35 +193,84 @@ class GuardMiddleware:
             return None
         if refusal is not None:
             return await self._send(send, *refusal)
+        if _SURROGATE_ESCAPE.search(body):
+            body = _replace_lone_surrogates(body)
         refusal = self._check_fields(body, input_spec)
         if refusal is not None:
             return await self._send(send, *refusal)
+        if self.in_flight >= self.max_concurrency:
+            return await self._send(send, *_json_response(
+                429, {"error": f"more than {self.max_concurrency} requests in flight (ATTNLENS_MAX_CONCURRENCY); "
+                               "retry in 1 s", "limit": self.max_concurrency}, [(b"retry-after", b"1")]))
         # Bodies sent as text/plain or form-urlencoded (curl -d) are JSON too; BentoML would
         # otherwise parse them as multipart forms.
         headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
         scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
+        self.in_flight += 1
+        try:
+            await self._run_until_disconnect(scope, body, receive, send)
+        finally:
+            self.in_flight -= 1
 
+    async def _run_until_disconnect(self, scope: dict[str, Any], body: bytes, receive: Any, send: Any) -> None:
+        """The API with the body already read, answered within `timeout` seconds (504 after);
+        cancelled when the client goes away or the deadline passes, so the model drops its work
+        (serving.batching skips and stops abandoned requests)."""
+        gone = asyncio.Event()
         replayed = False
+        answering = False
+
+        async def noting_send(message: dict[str, Any]) -> None:
+            nonlocal answering
+            answering = True
+            await send(message)
 
         async def replay() -> dict[str, Any]:
             nonlocal replayed
             if not replayed:
                 replayed = True
                 return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()  # after the body: wait for the disconnect message
+            await gone.wait()
+            return {"type": "http.disconnect"}
 
-        return await self.app(scope, replay, send)
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+
+        app = asyncio.ensure_future(self.app(scope, replay, noting_send))
+        watcher = asyncio.ensure_future(watch())
+        try:
+            await asyncio.wait({app, watcher}, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watcher.cancel()
+            late = not app.done() and not gone.is_set()
+            if not app.done():
+                app.cancel()  # the client left, the deadline passed, or this request was cancelled
+            with contextlib.suppress(asyncio.CancelledError):
+                await app
+        if late and not answering:
+            await self._send(send, *_json_response(
+                504, {"error": f"not answered within {self.timeout:g} s (ATTNLENS_TIMEOUT)",
+                      "limit": f"{self.timeout:g} s"}))
+
+    def _check_key(self, scope: dict[str, Any]):
+        if self.api_key is None:
+            return None
+        given = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+        scheme, _, token = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.api_key.encode()):
+            what = "no Authorization header" if not given else "a wrong key"
+            return _json_response(401, {"error": f"authorization: {what}; send 'Authorization: Bearer <ATTNLENS_API_KEY>'",
+                                        "field": "Authorization"},
+                                  [(b"www-authenticate", b'Bearer realm="attnlens"')])
+        return None
 
     def _check_headers(self, scope: dict[str, Any]):
+        refusal = self._check_key(scope)
+        if refusal is not None:
+            return refusal
         headers = dict(scope["headers"])
-        if self.api_key is not None:
-            given = headers.get(b"authorization", b"").decode("latin-1")
-            scheme, _, token = given.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.api_key.encode()):
-                what = "no Authorization header" if not given else "a wrong key"
-                return _json_response(401, {"error": f"authorization: {what}; send 'Authorization: Bearer <ATTNLENS_API_KEY>'",
-                                            "field": "Authorization"},
-                                      [(b"www-authenticate", b'Bearer realm="attnlens"')])
         content_type = headers.get(b"content-type", b"application/json").decode("latin-1")
         media_type = content_type.split(";")[0].strip().lower()
         if media_type not in JSON_MEDIA_TYPES:
@@ -195,6 +304,17 @@ class GuardMiddleware:
                                     "field": "body", "value": f"{size} bytes", "limit": self.max_body_bytes})
 
     async def _read_body(self, receive: Any):
+        """The whole body within `body_timeout` seconds, or a refusal (408, 413, 400)."""
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                return await self._read_body_now(receive)
+        except TimeoutError:
+            return b"", _json_response(408, {"error": f"body: not received within {self.body_timeout:g} s "
+                                                     "(ATTNLENS_BODY_TIMEOUT)", "field": "body",
+                                             "limit": f"{self.body_timeout:g} s"},
+                                       [(b"connection", b"close")])
+
+    async def _read_body_now(self, receive: Any):
         chunks, size = [], 0
         while True:
             message = await receive()
@@ -215,6 +335,16 @@ class GuardMiddleware:
                                                       "is not valid UTF-8; send JSON encoded as UTF-8",
                                              "field": "body", "value": f"byte {error.start}", "limit": "UTF-8"})
         return body, None
+
+    @staticmethod
+    async def _metrics(send: Any) -> None:
+        """BentoML's metrics endpoint, served here since this layer keeps the request metrics."""
+        from bentoml._internal.container import BentoMLContainer
+
+        client = BentoMLContainer.metrics_client.get()
+        body = client.generate_latest()
+        await GuardMiddleware._send(send, 200, [(b"content-type", client.CONTENT_TYPE_LATEST.encode()),
+                                                (b"content-length", str(len(body)).encode())], body)
 
     async def _amended_openapi(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         captured: dict[str, Any] = {"body": b""}
@@ -237,6 +367,26 @@ class GuardMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
+def _replace_lone_surrogates(body: bytes) -> bytes:
+    """The body with every unpaired surrogate escape (`"\\ud800"`) decoded as U+FFFD, as the
+    control-character rule says (serving.schemas); paired ones (an emoji) stay as they are."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return body  # not JSON: the field check reports it
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        if isinstance(value, list):
+            return [clean(item) for item in value]
+        if isinstance(value, dict):
+            return {clean(key): clean(item) for key, item in value.items()}
+        return value
+
+    return json.dumps(clean(document), ensure_ascii=False).encode()
+
+
 def amend_openapi(document: dict[str, Any], service: Any, *, api_key: bool) -> dict[str, Any]:
     """Declare the errors the API really sends, our error schema, our page and the auth scheme."""
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
@@ -244,7 +394,9 @@ def amend_openapi(document: dict[str, Any], service: Any, *, api_key: bool) -> d
     error_ref = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
     statuses = {400: "invalid input: the message names the field, the value and the limit",
                 413: PROTECTED_STATUS[413], 415: PROTECTED_STATUS[415],
-                429: "more concurrent requests than ATTNLENS_MAX_CONCURRENCY",
+                408: "the body did not arrive within ATTNLENS_BODY_TIMEOUT seconds",
+                429: "more requests in flight than ATTNLENS_MAX_CONCURRENCY, or more accepted work ahead than "
+                     "ATTNLENS_TIMEOUT allows; Retry-After says when to try again",
                 504: "not answered within ATTNLENS_TIMEOUT seconds"}
     if api_key:
         statuses[401] = PROTECTED_STATUS[401]

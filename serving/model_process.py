@@ -12,7 +12,9 @@ and the two run side by side.
 The process ignores SIGINT and SIGTERM: stopping is the worker's decision (it first lets requests
 in flight finish, then closes this process), and the process also ends when the worker's end of
 the pipe closes, e.g. when the worker is killed. A process that dies (killed, out of memory) is
-started again and the call retried once, so the requests it held are answered, not lost.
+started again at once by a watcher thread, and a call it held is retried once on the new process
+if anybody still waits for it, so live requests are answered and abandoned work is dropped.
+`ready` is False from the death until the new process has loaded the model (/readyz says 503).
 
 Messages are pickled (multiprocessing's pipes): both ends are this module, over a pipe private
 to the two processes, so nothing from outside the service is ever unpickled.
@@ -23,6 +25,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import multiprocessing.connection
+import os
 import pickle
 import queue
 import signal
@@ -33,6 +37,8 @@ from collections.abc import Callable
 from typing import Any
 
 from bentoml.exceptions import ServiceUnavailable
+
+from attnlens.predict import PredictionCancelled
 
 logger = logging.getLogger("bentoml.attnlens")
 
@@ -56,7 +62,7 @@ def _picklable(error: BaseException) -> BaseException:
 
 
 def _serve(connection, cancels, name_or_path: str, revision: str | None, threads: int, batch_size: int,
-           quantize: str, explain_chunk: int) -> None:
+           quantize: str, explain_chunk: int, nice: int) -> None:
     """The process's main function: load the model, then answer calls until told to stop.
 
     `cancels` brings the numbers of calls whose requests were all abandoned; the running call
@@ -66,6 +72,8 @@ def _serve(connection, cancels, name_or_path: str, revision: str | None, threads
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
+        if nice:
+            os.nice(nice)  # a lower CPU priority: the other lane's process gets the cores first
         import torch
 
         from attnlens import load_tokenizer
@@ -102,10 +110,10 @@ def _serve(connection, cancels, name_or_path: str, revision: str | None, threads
             if should_stop():
                 raise PredictionCancelled(f"explanation stopped after {first} of {len(texts)} texts")
             results += explain_batch(model, tokenizer, texts[first : first + explain_chunk], method=method,
-                                     max_length=predictor.max_length)
+                                     max_length=predictor.max_length, should_stop=should_stop)
         return results
 
-    connection.send(("ready", None))
+    connection.send(("ready", {"max_length": predictor.max_length}))
     while True:
         try:
             message = connection.recv()
@@ -129,18 +137,21 @@ class ModelProcess:
     the event loop: the batchers call them from their executor threads) until it answers."""
 
     def __init__(self, name_or_path: str, revision: str | None, *, threads: int, batch_size: int,
-                 quantize: str = "none", explain_chunk: int = 8, start_timeout: float = 600.0,
+                 quantize: str = "none", explain_chunk: int = 8, nice: int = 0, start_timeout: float = 600.0,
                  wait: bool = True) -> None:
         """Starts the process; with `wait=False` the caller calls `wait_ready()` (so several
         processes can load their models at the same time)."""
-        self._arguments = (name_or_path, revision, threads, batch_size, quantize, explain_chunk)
+        self._arguments = (name_or_path, revision, threads, batch_size, quantize, explain_chunk, nice)
         self._start_timeout = start_timeout
         self._context = multiprocessing.get_context("spawn")  # no fork of a worker's threads
         self._lock = threading.Lock()  # one call at a time; the process answers in order
         self.restarts = 0
+        self.ready = False  # the current process has loaded the model and answers calls
+        self.info: dict[str, Any] = {}  # what the process reported when ready (max_length)
         self._calls = 0
         self._closed = False
         self._launch()
+        self._watcher: threading.Thread | None = None
         if wait:
             self.wait_ready()
 
@@ -167,6 +178,29 @@ class ModelProcess:
         if status != "ready":
             self._process.join(10)
             raise ModelProcessError(f"loading the model {self._arguments[0]} failed: {value}")
+        self.info = value
+        self.ready = True
+        if self._watcher is None:
+            self._watcher = threading.Thread(target=self._watch, name="attnlens-model-watcher", daemon=True)
+            self._watcher.start()
+
+    def _watch(self) -> None:
+        """Restart the process as soon as it dies, not at the next call, so /readyz recovers and
+        the next request does not pay for the restart."""
+        while not self._closed:
+            process = self._process
+            multiprocessing.connection.wait([process.sentinel], timeout=0.5)
+            if self._closed or process.is_alive():
+                continue
+            self.ready = False
+            with self._lock:  # a call in progress restarts it itself; then there is nothing to do
+                if self._closed or self._process.is_alive():
+                    continue
+                try:
+                    self._restart()
+                except Exception:
+                    logger.exception("restarting the model process failed; trying again")
+                    time.sleep(1.0)
 
     @property
     def alive(self) -> bool:
@@ -192,9 +226,13 @@ class ModelProcess:
                 try:
                     return self._exchange((kind, list(texts), option), should_stop)
                 except (EOFError, BrokenPipeError, ConnectionResetError):
+                    self.ready = False
                     self._process.join(5)  # it closed the pipe by dying: let it finish, so it is restarted
                     logger.warning("the model process died during a %s call of %d texts (exit code %s), "
                                    "attempt %d of 2", kind, len(texts), self._process.exitcode, attempt)
+                    if should_stop is not None and should_stop():  # nobody waits for it: no retry
+                        raise PredictionCancelled(f"the {kind} call was abandoned when the model "
+                                                  "process died; not retried") from None
             raise ModelProcessError(f"the model process died twice on a {kind} call of {len(texts)} texts")
 
     def _exchange(self, message: tuple, should_stop: StopCheck | None) -> Any:
@@ -211,6 +249,7 @@ class ModelProcess:
         return value
 
     def _restart(self) -> None:
+        self.ready = False
         self._process.join(1)
         self._connection.close()
         self._cancels.close()
@@ -276,6 +315,15 @@ class ModelPool:
 
     def explain(self, texts: list[str], method: str, should_stop: StopCheck | None = None) -> list:
         return self._on_free("explain", texts, method, should_stop)
+
+    @property
+    def ready(self) -> bool:
+        """A process of the pool can take a call now."""
+        return any(process.ready for process in self.processes)
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return self.processes[0].info
 
     def close(self, timeout: float = 10.0) -> None:
         for process in self.processes:

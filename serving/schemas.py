@@ -8,7 +8,6 @@ against: what the document calls valid must be accepted, and everything else rej
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -16,35 +15,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, Field
 from pydantic_core import PydanticCustomError
 
-
-def env_int(name: str, default: int, minimum: int = 1) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError as error:
-        raise ValueError(f"{name}={raw!r} is not an integer") from error
-    if value < minimum:
-        raise ValueError(f"{name}={value} is below the minimum {minimum}")
-    return value
-
-
-def env_flag(name: str, default: bool) -> bool:
-    """An on/off setting: 1/true/yes/on or 0/false/no/off; anything else is an error naming it
-    (a typo must not silently leave a setting at its default)."""
-    raw = os.environ.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in {"1", "true", "yes", "on"}:
-        return True
-    if raw in {"0", "false", "no", "off"}:
-        return False
-    raise ValueError(f"{name}={raw!r} is not one of 1/true/yes/on or 0/false/no/off")
-
-
-MAX_TEXTS = env_int("ATTNLENS_MAX_TEXTS", 64)
-MAX_CHARS = env_int("ATTNLENS_MAX_CHARS", 20_000)
+from serving.settings import MAX_CHARS
 
 # The control-character rule (docs/serving.md): NUL is removed; every other C0 control except
 # tab, line feed and carriage return, DEL and the C1 controls become a space; unpaired UTF-16

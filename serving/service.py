@@ -2,33 +2,30 @@
 
     bentoml serve serving.service:AttnlensService --host 127.0.0.1 --port 3000
 
-Configuration is by environment variable (docs/serving.md has the full table): ATTNLENS_MODEL
-(folder, Hub repo id[@revision] or model-store tag; default the store's `attnlens-sentiment`),
-ATTNLENS_API_KEY, ATTNLENS_WORKERS, ATTNLENS_MODEL_PROCESSES, ATTNLENS_THREADS,
-ATTNLENS_MAX_CONCURRENCY, ATTNLENS_TIMEOUT, ATTNLENS_MAX_TEXTS, ATTNLENS_MAX_CHARS,
-ATTNLENS_BATCH_SIZE, ATTNLENS_MAX_LATENCY_MS, ATTNLENS_QUANTIZE, ATTNLENS_WARMUP_PASSES,
-ATTNLENS_ACCESS_LOG, ATTNLENS_TRACE_REQUESTS.
+Every setting is an environment variable read by serving/settings.py (docs/serving.md has the
+table). Predictions and explanations have model processes of their own (serving/model_process.py)
+and queues of their own with admission by estimated cost (serving/admission.py), so one client's
+expensive explanations neither delay another's predictions nor get accepted only to time out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import json
 import logging
-import os
-import sys
-from pathlib import Path
 from typing import Annotated
 
 import bentoml
 from pydantic import Field, TypeAdapter
 from starlette.responses import Response
 
+from attnlens.errors import InputError
+from serving import connections, settings
+from serving.admission import Lane, Overloaded, text_cost
 from serving.guard import GuardMiddleware
 from serving.schemas import (
     DEFAULT_METHOD,
-    MAX_CHARS,
-    MAX_TEXTS,
     SAMPLE_TEXT,
     SAMPLE_TEXTS,
     ExplainResult,
@@ -39,52 +36,13 @@ from serving.schemas import (
     Method,
     PredictionResult,
     Text,
-    env_flag,
-    env_int,
 )
-
-# Inside a Bento the repository's src/ travels as plain files (attnlens is not pip-installed
-# there); appended, so an installed attnlens (the development venv) still wins.
-_SOURCE_TREE = Path(__file__).resolve().parents[1] / "src"
-if (_SOURCE_TREE / "attnlens").is_dir() and str(_SOURCE_TREE) not in sys.path:
-    sys.path.append(str(_SOURCE_TREE))
 
 logger = logging.getLogger("bentoml.attnlens")
 
-WORKERS = env_int("ATTNLENS_WORKERS", 1)
-# Model processes per worker (serving/model_process.py), each with THREADS torch threads.
-MODEL_PROCESSES = env_int("ATTNLENS_MODEL_PROCESSES", 1)
-THREADS = env_int("ATTNLENS_THREADS", max(1, (os.cpu_count() or 1) // (WORKERS * MODEL_PROCESSES)))
-MAX_CONCURRENCY = env_int("ATTNLENS_MAX_CONCURRENCY", 64)
-TIMEOUT = float(os.environ.get("ATTNLENS_TIMEOUT", "") or 60)
-# Texts per model call. 16, not 32: with more clients than that waiting, the next batch is queued
-# while one runs, so the model never idles while answers go out and new requests come in; 32
-# clients measured 0.91-0.92x of offline throughput at 16 against 0.86-0.90x at 32
-# (docs/benchmarks.md).
-BATCH_SIZE = env_int("ATTNLENS_BATCH_SIZE", 16)
-# How long a batch may wait for more requests while traffic is continuous. 0: a batch starts as
-# soon as the model is free, with everything queued; on CPU the model's time per text hardly
-# depends on the batch size, so waiting cost throughput (0.77x with 10 ms against 0.89x).
-MAX_LATENCY_MS = env_int("ATTNLENS_MAX_LATENCY_MS", 0, minimum=0)
-# "int8": predictions from the dynamically quantised model (attnlens.quantize); explanations keep
-# the float32 model, since gradient methods need a backward the int8 kernels do not have.
-QUANTIZE = os.environ.get("ATTNLENS_QUANTIZE", "") or "none"
-# One log line per request (BentoML's access log). "0" turns it off: at hundreds of short requests
-# per second its formatting and writing cost a measurable share of the CPU (docs/benchmarks.md).
-ACCESS_LOG = env_flag("ATTNLENS_ACCESS_LOG", True)
-# An OpenTelemetry span per /predict and /explain request. BentoML records them even when nothing
-# exports them (tracing.sample_rate defaults to 0), for the X-BentoML-Request-ID header and the
-# ids in log lines; "0" leaves these two routes out of tracing. Together with ATTNLENS_ACCESS_LOG=0
-# that raised served/offline throughput for one short sentence per request from 0.91x to 0.94x
-# here (docs/benchmarks.md).
-TRACE_REQUESTS = env_flag("ATTNLENS_TRACE_REQUESTS", True)
-# Passes of the warm-up (a prediction and an explanation each) that run before /readyz says 200.
-WARMUP_PASSES = env_int("ATTNLENS_WARMUP_PASSES", 1)
-# Largest body a valid request can need: every text at the limit, every character escaped
-# (\u0000 is 6 bytes), plus room for the JSON around it.
-MAX_BODY_BYTES = env_int("ATTNLENS_MAX_BODY_BYTES", MAX_TEXTS * MAX_CHARS * 6 + 65_536)
 PREDICTION_LIST = TypeAdapter(list[PredictionResult])
-EXPLAIN_CHUNK = 8  # texts explained per model call; the cancellation check runs between calls
+# The request headers' deadline, size cap and the connection cap live below the ASGI layer.
+connections.install()
 
 
 # Texts per model call: shows whether adaptive batching finds company under the current load.
@@ -103,14 +61,27 @@ def _importances(explanation, level: str) -> list[Importance]:
             for t in explanation.tokens if not t.special]
 
 
+def _refusal(error: Exception) -> Response:
+    """429 + Retry-After for an overloaded lane, 400 for a text the library refused."""
+    if isinstance(error, Overloaded):
+        return Response(json.dumps({"error": str(error), "limit": f"{settings.TIMEOUT:g} s"}), status_code=429,
+                        media_type="application/json", headers={"Retry-After": str(error.retry_after)})
+    return Response(json.dumps({"error": str(error)}), status_code=400, media_type="application/json")
+
+
 @bentoml.service(
     name="attnlens",
-    workers=WORKERS,
-    traffic={"timeout": TIMEOUT, "max_concurrency": MAX_CONCURRENCY, "concurrency": MAX_CONCURRENCY},
-    resources={"cpu": str(THREADS * WORKERS * MODEL_PROCESSES)},
+    workers=settings.WORKERS,
+    # The guard answers 504 at ATTNLENS_TIMEOUT after a request is read whole; BentoML's own
+    # timeout, which also counts the time the body took to arrive, is the last resort behind it.
+    # Its request count limit is replaced by the guard's, which counts only requests read whole.
+    traffic={"timeout": settings.TIMEOUT + settings.BODY_TIMEOUT + 5, "concurrency": settings.MAX_CONCURRENCY},
+    resources={"cpu": str(settings.THREADS * settings.WORKERS * (settings.MODEL_PROCESSES + settings.EXPLAIN_PROCESSES))},
     http={"port": 3000},
-    logging={"access": {"enabled": ACCESS_LOG}},
-    **({} if TRACE_REQUESTS else {"tracing": {"excluded_urls": ["/predict", "/explain"]}}),
+    logging={"access": {"enabled": settings.ACCESS_LOG}},
+    # Request metrics come from the guard, labelled by known route only.
+    metrics={"enabled": False},
+    **({} if settings.TRACE_REQUESTS else {"tracing": {"excluded_urls": ["/predict", "/explain"]}}),
 )
 class AttnlensService:
     """Sentiment of English texts (BERT fine-tuned on SST-2) with word importances explaining it."""
@@ -124,21 +95,41 @@ class AttnlensService:
         logger.info("loading model from %s", self.source.describe())
         # BERT or a baseline (birnn_attention / han), by config.json, in processes of their own
         # (serving/model_process.py says why); a model that cannot load stops the server here.
-        self.model = ModelPool(MODEL_PROCESSES, self.source.name_or_path, self.source.revision,
-                               threads=THREADS, batch_size=BATCH_SIZE, quantize=QUANTIZE,
-                               explain_chunk=EXPLAIN_CHUNK)
-        atexit.register(self.model.close)  # also when the worker stops without the shutdown hook
-        model_slots = asyncio.Semaphore(MODEL_PROCESSES)  # one batch per model process at a time
-        batching = {"max_batch_size": BATCH_SIZE, "max_latency_ms": MAX_LATENCY_MS,
-                    "model_slots": model_slots, "parallel": MODEL_PROCESSES}
-        self.batcher = MicroBatcher(self.model.predict, **batching,
+        options = {"threads": settings.THREADS, "batch_size": settings.BATCH_SIZE,
+                   "explain_chunk": settings.EXPLAIN_CHUNK}
+        self.predict_pool = ModelPool(settings.MODEL_PROCESSES, self.source.name_or_path, self.source.revision,
+                                      quantize=settings.QUANTIZE, **options)
+        try:
+            self.explain_pool = ModelPool(settings.EXPLAIN_PROCESSES, self.source.name_or_path,
+                                          self.source.revision, nice=settings.EXPLAIN_NICE, **options)
+        except BaseException:
+            self.predict_pool.close()
+            raise
+        atexit.register(self._close_pools)  # also when the worker stops without the shutdown hook
+        max_length = int(self.predict_pool.info["max_length"])
+
+        def lane(name: str, processes: int) -> Lane:
+            return Lane(name, deadline_s=settings.TIMEOUT, parallel=processes)
+
+        def cost(text: str, mode: str) -> float:
+            return text_cost(text, mode, max_length)
+
+        batching = {"max_batch_size": settings.BATCH_SIZE, "max_latency_ms": settings.MAX_LATENCY_MS, "cost": cost}
+        self.batcher = MicroBatcher(self.predict_pool.predict, **batching, parallel=settings.MODEL_PROCESSES,
+                                    lane=lane("predictions", settings.MODEL_PROCESSES),
                                     on_batch=BATCH_TEXTS.labels(kind="predict").observe)
-        # Explanations are batched across requests too (grouped by method); both batchers take
-        # turns on the model processes through the shared slots.
-        self.explainer = MicroBatcher(self.model.explain, **batching,
+        # Explanations are batched across requests too (grouped by method), in batches of about
+        # EXPLAIN_BATCH_SECONDS of work, so a cheap request is not held behind a long batch.
+        self.explainer = MicroBatcher(self.explain_pool.explain, **batching, parallel=settings.EXPLAIN_PROCESSES,
+                                      lane=lane("explanations", settings.EXPLAIN_PROCESSES),
+                                      max_batch_seconds=settings.EXPLAIN_BATCH_SECONDS,
                                       on_batch=BATCH_TEXTS.labels(kind="explain").observe)
         self._ready = False
         self._warm_up_task: asyncio.Task | None = None
+
+    def _close_pools(self) -> None:
+        self.predict_pool.close()
+        self.explain_pool.close()
 
     @bentoml.on_startup
     async def start_warm_up(self) -> None:
@@ -154,38 +145,42 @@ class AttnlensService:
         """Predictions and explanations through the batchers, like real requests (which queue
         behind it), so the first user does not pay for lazy set-up; then /readyz turns 200."""
         try:
-            for _ in range(WARMUP_PASSES):
+            for _ in range(settings.WARMUP_PASSES):
                 await self.batcher.submit(SAMPLE_TEXTS, "truncate")
                 await self.explainer.submit([SAMPLE_TEXT], DEFAULT_METHOD)
         except Exception:  # stays not ready: an orchestrator restarts it, the log says why
             logger.exception("warm-up of model %s failed; /readyz stays 503", self.source.describe())
             return
         self._ready = True
-        logger.info("model %s loaded and warmed up (%d passes)", self.source.describe(), WARMUP_PASSES)
+        logger.info("model %s loaded and warmed up (%d passes)", self.source.describe(), settings.WARMUP_PASSES)
 
     def __is_ready__(self) -> bool:
-        return self._ready
+        """Warmed up, and both lanes have a model process up (False while one restarts)."""
+        return self._ready and self.predict_pool.ready and self.explain_pool.ready
 
     @bentoml.on_shutdown
     def stop_model(self) -> None:
-        """After the requests in flight are answered: let the model process go."""
-        self.model.close()
+        """After the requests in flight are answered: let the model processes go."""
+        self._close_pools()
 
     @bentoml.api(route="/predict")
     async def predict(
         self,
-        texts: Annotated[list[Text], Field(min_length=1, max_length=MAX_TEXTS,
-                                           description=f"1 to {MAX_TEXTS} texts")] = SAMPLE_TEXTS,
+        texts: Annotated[list[Text], Field(min_length=1, max_length=settings.MAX_TEXTS,
+                                           description=f"1 to {settings.MAX_TEXTS} texts")] = SAMPLE_TEXTS,
         explain: Annotated[bool, Field(strict=True, description="add word importances (grad_rollout)")] = False,
         long_text: LongText = "truncate",
     ) -> list[PredictionResult]:
         """One result per text. `explain: true` adds grad_rollout word importances;
         `long_text: "chunk"` scores texts past the model's window as overlapping windows."""
-        if explain:
-            predictions, explanations = await asyncio.gather(
-                self.batcher.submit(texts, long_text), self.explainer.submit(texts, DEFAULT_METHOD))
-        else:
-            predictions, explanations = await self.batcher.submit(texts, long_text), [None] * len(texts)
+        try:
+            if explain:
+                predictions, explanations = await asyncio.gather(
+                    self.batcher.submit(texts, long_text), self.explainer.submit(texts, DEFAULT_METHOD))
+            else:
+                predictions, explanations = await self.batcher.submit(texts, long_text), [None] * len(texts)
+        except (Overloaded, InputError) as error:
+            return _refusal(error)  # type: ignore[return-value]
         results = [
             PredictionResult(
                 label=p.label, score=p.score, probabilities=p.probabilities, num_tokens=p.num_tokens,
@@ -196,8 +191,8 @@ class AttnlensService:
             for p, e in zip(predictions, explanations, strict=True)
         ]
         # Serialised here: for list outputs BentoML rebuilds the output's JSON schema on every
-        # response (to pick a media type), which took ~40% of the event loop in a profile under
-        # load. The annotation above still documents the body in the OpenAPI document.
+        # response (to pick a media type), a large share of the event loop under load. The
+        # annotation above still documents the body in the OpenAPI document.
         return Response(PREDICTION_LIST.dump_json(results), media_type="application/json")  # type: ignore[return-value]
 
     @bentoml.api(route="/explain")
@@ -208,8 +203,11 @@ class AttnlensService:
         level: Level = "word",
     ) -> ExplainResult:
         """The prediction for `text` and the importance of each word (or token, or sentence) for it."""
-        (prediction,), (explanation,) = await asyncio.gather(
-            self.batcher.submit([text], "truncate"), self.explainer.submit([text], method))
+        try:
+            (prediction,), (explanation,) = await asyncio.gather(
+                self.batcher.submit([text], "truncate"), self.explainer.submit([text], method))
+        except (Overloaded, InputError) as error:
+            return _refusal(error)  # type: ignore[return-value]
         return ExplainResult(
             label=prediction.label, score=prediction.score, probabilities=prediction.probabilities,
             num_tokens=prediction.num_tokens, truncated=prediction.truncated,
@@ -221,6 +219,10 @@ class AttnlensService:
 AttnlensService.add_asgi_middleware(
     GuardMiddleware,
     service=AttnlensService,
-    api_key=os.environ.get("ATTNLENS_API_KEY") or None,
-    max_body_bytes=MAX_BODY_BYTES,
+    api_key=settings.API_KEY,
+    max_body_bytes=settings.MAX_BODY_BYTES,
+    body_timeout=settings.BODY_TIMEOUT,
+    timeout=settings.TIMEOUT,
+    max_concurrency=settings.MAX_CONCURRENCY,
+    protect_metrics=settings.PROTECT_METRICS,
 )

@@ -8,14 +8,14 @@ import pytest
 
 @pytest.mark.parametrize(("raw", "expected"), [("", True), ("0", False), ("off", False), ("Yes", True), (" 1 ", True)])
 def test_service_on_off_settings_parse(monkeypatch, raw, expected):
-    from serving.schemas import env_flag
+    from serving.settings import env_flag
 
     monkeypatch.setenv("ATTNLENS_SOME_FLAG", raw)
     assert env_flag("ATTNLENS_SOME_FLAG", True) is expected
 
 
 def test_service_settings_name_a_bad_value(monkeypatch):
-    from serving.schemas import env_flag, env_int
+    from serving.settings import env_flag, env_int
 
     monkeypatch.setenv("ATTNLENS_ACCESS_LOG", "maybe")
     with pytest.raises(ValueError, match="ATTNLENS_ACCESS_LOG='maybe' is not one of 1/true/yes/on or 0/false/no/off"):
