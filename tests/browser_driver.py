@@ -1,4 +1,4 @@
-"""The service's page in Debian's headless Chromium, driven by Selenium 4 through Debian's chromedriver.
+r"""The service's page in Debian's headless Chromium, driven by Selenium 4 through Debian's chromedriver.
 
 Both programs come from Debian's packages `chromium` and `chromium-driver` (`make test` installs
 them when it runs as root on Debian). Their paths are handed to Selenium, so Selenium Manager
@@ -6,7 +6,8 @@ never runs and nothing is downloaded.
 
 Besides the test, this makes the README's screenshot of the page after an answer:
 
-    python tests/browser_driver.py http://127.0.0.1:3000/ "a gripping, beautifully acted film." docs/page.png
+    python tests/browser_driver.py http://127.0.0.1:3000/ \
+        "a gripping, beautifully acted film, though the second half drags." docs/page.png
 """
 
 from __future__ import annotations
