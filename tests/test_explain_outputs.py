@@ -151,7 +151,9 @@ def test_explaining_leaves_training_mode_and_weights_alone(tokenizer, model):
         ({"text": "ok", "max_length": 65}, "max_length=65"),
         ({"text": "ok", "max_length": 2}, "max_length=2"),
         ({"text": "ok", "method": "integrated_gradients", "n_steps": 0}, "n_steps=0"),
-        ({"text": "\u200b\u200b"}, "no tokens"),
+        ({"text": "ok\ud800"}, "lone surrogate U[+]D800 at character 2"),
+        ({"text": "ok", "batch_size": 0}, "batch_size=0"),
+        ({"text": "ok", "method": "integrated_gradients", "tokens_per_pass": 0}, "tokens_per_pass=0"),
     ],
 )
 def test_unusable_input_raises_one_line_input_error(model, tokenizer, kwargs, message):
@@ -165,6 +167,38 @@ def test_batch_rejects_mismatched_targets(model, tokenizer):
         explain_batch(model, tokenizer, ["a", "b", "c"], method="grad_rollout", target=[0, 1])
     exps = explain_batch(model, tokenizer, ["a", "b"], method="occlusion", target=[0, 1])
     assert [e.target for e in exps] == [0, 1]
+
+
+@pytest.mark.parametrize("method", ["integrated_gradients", "occlusion"])
+def test_tokens_per_pass_bounds_each_forward_without_changing_results(model, tokenizer, method):
+    texts = [ACCENTS_AND_EMOJI, "dull", "the plot holds together , mostly ."]
+    one_pass = explain_batch(model, tokenizer, texts, method=method, tokens_per_pass=1_000_000)
+    shapes: list[tuple[int, int]] = []
+
+    def record(_module, args, kwargs) -> None:
+        shapes.append(tuple((args[0] if args else kwargs["input_ids"]).shape))
+
+    hook = model.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        small = explain_batch(model, tokenizer, texts, method=method, tokens_per_pass=40)
+    finally:
+        hook.remove()
+    # After the batch's own forward, every pass holds at most 40 padded tokens or a single row.
+    assert len(shapes) > 2 and all(rows * width <= 40 or rows == 1 for rows, width in shapes[1:])
+    for exp, reference in zip(small, one_pass, strict=True):
+        assert exp.label == reference.label
+        assert [t.attribution for t in exp.tokens] == pytest.approx([t.attribution for t in reference.tokens],
+                                                                    abs=1e-6)
+
+
+def test_forward_passes_respect_both_limits_and_keep_order():
+    from attnlens.explain.inputs import forward_passes
+
+    assert forward_passes([2, 3, 3, 5, 9], max_tokens=10) == [[0, 1, 2], [3], [4]]
+    assert forward_passes([2, 3, 3, 5, 9], max_rows=2) == [[0, 1], [2, 3], [4]]
+    assert forward_passes([20], max_tokens=10) == [[0]]  # one row even past the limit
+    assert forward_passes([4, 1, 1], max_tokens=8) == [[0, 1], [2]]  # the pass's longest counts
+    assert forward_passes([]) == []
 
 
 def test_integrated_gradients_is_complete_on_bert_word_embeddings(tokenizer):

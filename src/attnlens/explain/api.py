@@ -2,7 +2,8 @@
 
 Each method is a function `(model, batch, target, **kwargs) -> (logits, raw token scores)`;
 everything the methods share (tokenising with offsets, truncation, eval mode, choosing the
-target, normalising, merging word pieces, the sentence split) happens here once.
+target, normalising, merging word pieces, the sentence split, stopping when the caller no
+longer waits) happens here once.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ import contextlib
 from collections.abc import Callable, Iterator
 
 from attnlens.baselines.native import native_attention
+from attnlens.cancellation import StopCheck, StopPoll, stop_points
 from attnlens.errors import InputError
 from attnlens.explain.attention import last_layer_cls_attention
 from attnlens.explain.explanation import Explanation
 from attnlens.explain.grad_rollout import gradient_weighted_rollout
-from attnlens.explain.inputs import EncodedBatch, check_texts, encode_texts, resolve_max_length
+from attnlens.explain.inputs import EncodedBatch, resolve_max_length, tokenize_texts
 from attnlens.explain.integrated_gradients import integrated_gradients
 from attnlens.explain.occlusion import leave_one_word_out
 from attnlens.explain.rollout import attention_rollout
@@ -97,9 +99,19 @@ def build_explanations(model, batch: EncodedBatch, texts: list[str], method: str
     return explanations
 
 
-def explain_encoded(model, batch: EncodedBatch, texts: list[str], method: str, target, **kwargs) -> list[Explanation]:
-    """Explain an already tokenised batch (the model must be in eval mode); benchmarks time this."""
-    logits, raw = METHOD_FUNCTIONS[method](model, batch, target, **kwargs)
+def explain_encoded(model, batch: EncodedBatch, texts: list[str], method: str, target, *,
+                    should_stop: StopCheck | None = None, **kwargs) -> list[Explanation]:
+    """Explain an already tokenised batch (the model must be in eval mode); benchmarks time this.
+
+    [CLS] [SEP]-only rows (texts without word pieces, see `attnlens.explain.inputs`) may be
+    mixed in; they get the model's prediction on [CLS] [SEP], scores 0 and no words, though
+    their company may move the other rows' results by float rounding (`explain_batch` keeps
+    them apart). `should_stop`: as in `explain_batch`.
+    """
+    poll = StopPoll(should_stop)
+    with stop_points(model, poll):
+        poll("before explaining")
+        logits, raw = METHOD_FUNCTIONS[method](model, batch, target, **kwargs)
     return build_explanations(model, batch, texts, method, target, logits, raw)
 
 
@@ -116,33 +128,59 @@ def explain_batch(
     target: int | list[int] | None = None,
     max_length: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    *,
+    should_stop: StopCheck | None = None,
     **method_kwargs,
 ) -> list[Explanation]:
     """Explain many texts; `target` is one class for all, one per text, or None (each text's prediction).
 
-    Texts are processed in length-sorted chunks of `batch_size` (less padding), results come back
-    in input order.
+    Texts are tokenised once, then explained in batches of `batch_size` texts of similar token
+    counts (less padding); results come back in input order.
+
+    Every string with a non-blank character gets an explanation; special-token strings in it
+    ("[SEP]", "<s>", ...) are plain text. A text the tokenizer reads no word piece from (only
+    characters it drops, such as U+200B, U+FEFF, U+00AD, U+2060 or a lone combining accent) is
+    explained as the model's prediction on [CLS] [SEP]: its tokens are [CLS] and [SEP] with
+    score 0 and its `words` list is empty. Such texts are explained in batches of their own, so
+    the other texts' explanations are exactly what they are without them. Blank texts (empty or
+    whitespace only), non-strings and texts holding a lone surrogate raise InputError.
+
+    `should_stop` is asked between batches, before each encoder layer's forward and after its
+    backward (at most every `attnlens.cancellation.STOP_POLL_INTERVAL_S`); once it says True the
+    call raises `attnlens.cancellation.PredictionCancelled` (also `attnlens.predict`'s), leaving
+    the model as it was (mode, hooks, autograd).
     """
     _check_method(method)
     supported = getattr(model, "supported_explanations", METHODS)
     if method not in supported:
         raise InputError(f"method {method!r} does not apply to {type(model).__name__}; choose one of {', '.join(supported)}")
     limit = resolve_max_length(model, max_length)
-    check_texts(texts)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(f"batch_size={batch_size!r} must be a positive integer")
+    encoded = tokenize_texts(tokenizer, texts, limit)
     targets = list(target) if isinstance(target, (list, tuple)) else None
     if targets is not None and len(targets) != len(texts):
         raise InputError(f"got {len(targets)} targets for {len(texts)} texts")
     device = next(model.parameters()).device
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    readable = sorted((i for i, text in enumerate(encoded) if text.has_word_pieces),
+                      key=lambda i: len(encoded[i].input_ids))
+    wordless = [i for i, text in enumerate(encoded) if not text.has_word_pieces]
+    batches = [group[begin : begin + batch_size] for group in (readable, wordless)
+               for begin in range(0, len(group), batch_size)]
     results: list[Explanation | None] = [None] * len(texts)
-    with eval_mode(model):
-        for begin in range(0, len(order), batch_size):
-            chunk = order[begin : begin + batch_size]
-            chunk_texts = [texts[i] for i in chunk]
-            chunk_target = [targets[i] for i in chunk] if targets is not None else target
-            batch = encode_texts(tokenizer, chunk_texts, limit, device)
-            for i, explanation in zip(chunk, explain_encoded(model, batch, chunk_texts, method, chunk_target, **method_kwargs), strict=True):
+    poll = StopPoll(should_stop)
+    with eval_mode(model), stop_points(model, poll):
+        done = 0
+        for members in batches:
+            poll(f"after {done} of {len(texts)} texts")
+            batch = EncodedBatch.stack([encoded[i] for i in members], pad_id, device)
+            batch_texts = [texts[i] for i in members]
+            batch_target = [targets[i] for i in members] if targets is not None else target
+            explanations = explain_encoded(model, batch, batch_texts, method, batch_target, **method_kwargs)
+            for i, explanation in zip(members, explanations, strict=True):
                 results[i] = explanation
+            done += len(members)
     return results  # type: ignore[return-value]
 
 

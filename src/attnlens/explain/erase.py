@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 import torch
 
-from attnlens.explain.inputs import EncodedBatch
+from attnlens.explain.inputs import EncodedBatch, forward_passes, pad_ids
 
 
 def pad_token_id(model) -> int:
@@ -37,31 +37,21 @@ def ids_without_words(batch: EncodedBatch, example: int, removed: Iterable[int])
     return [t for t, w in zip(ids, batch.word_ids[example], strict=True) if w is None or w not in removed]
 
 
-def pad_ids(sequences: list[list[int]], pad_id: int, device: torch.device | str) -> dict[str, torch.Tensor]:
-    """Model inputs for a list of id sequences of different lengths."""
-    width = max(len(s) for s in sequences)
-    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for i, sequence in enumerate(sequences):
-        input_ids[i, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
-        attention_mask[i, : len(sequence)] = 1
-    return {
-        "input_ids": input_ids.to(device),
-        "attention_mask": attention_mask.to(device),
-        "token_type_ids": torch.zeros_like(input_ids).to(device),
-    }
-
-
 @torch.no_grad()
 def target_probabilities(
-    model, sequences: list[list[int]], targets: list[int], pad_id: int, batch_size: int = 64
+    model, sequences: list[list[int]], targets: list[int], pad_id: int, batch_size: int | None = 64,
+    tokens_per_pass: int | None = None,
 ) -> torch.Tensor:
-    """p(target | sequence) for each sequence, in chunks sorted by length so padding stays small."""
+    """p(target | sequence) for each sequence, in chunks sorted by length so padding stays small.
+
+    A chunk holds at most `batch_size` sequences and at most `tokens_per_pass` padded tokens (at
+    least one sequence), so memory stays bounded whatever the texts' lengths; None lifts a limit.
+    """
     device = next(model.parameters()).device
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
     result = torch.empty(len(sequences), dtype=torch.float32)
-    for begin in range(0, len(order), batch_size):
-        chunk = order[begin : begin + batch_size]
+    for positions in forward_passes([len(sequences[i]) for i in order], batch_size, tokens_per_pass):
+        chunk = [order[p] for p in positions]
         inputs = pad_ids([sequences[i] for i in chunk], pad_id, device)
         probs = model(**inputs).logits.float().softmax(dim=-1).cpu()
         chunk_targets = torch.tensor([targets[i] for i in chunk])

@@ -2,6 +2,11 @@
 
 Every method works on an `EncodedBatch`, so offsets, special-token flags, word ids and the
 truncation flag are computed once, by the same code, whatever the method.
+
+A text the tokenizer reads no word piece from (only characters it drops: U+200B, U+FEFF, U+00AD,
+U+2060, a lone combining accent, control characters ...) is encoded as [CLS] [SEP] and explained
+like any other: its prediction is the model's on [CLS] [SEP], its tokens are the two special
+tokens with score 0 and it has no words. Every method accepts such rows in a batch.
 """
 
 from __future__ import annotations
@@ -11,8 +16,60 @@ from dataclasses import dataclass
 import torch
 
 from attnlens.errors import InputError
+from attnlens.tokenization import tokenize_user_texts
 
 MIN_LENGTH = 3  # [CLS], one token, [SEP]
+
+
+@dataclass
+class EncodedText:
+    """One text's tokens before padding: what `EncodedBatch` holds a row of."""
+
+    input_ids: list[int]
+    special: list[bool]  # [CLS] and [SEP]
+    offsets: list[tuple[int, int]]
+    word_ids: list[int | None]  # None for special tokens
+    tokens: list[str]
+    truncated: bool
+
+    @property
+    def has_word_pieces(self) -> bool:
+        """False for a text the tokenizer read nothing from: [CLS] [SEP] only."""
+        return any(word is not None for word in self.word_ids)
+
+
+def pad_ids(sequences: list[list[int]], pad_id: int, device: torch.device | str) -> dict[str, torch.Tensor]:
+    """Model inputs for a list of id sequences of different lengths, right-padded to the longest."""
+    width = max(len(s) for s in sequences)
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for i, sequence in enumerate(sequences):
+        input_ids[i, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
+        attention_mask[i, : len(sequence)] = 1
+    return {
+        "input_ids": input_ids.to(device),
+        "attention_mask": attention_mask.to(device),
+        "token_type_ids": torch.zeros_like(input_ids).to(device),
+    }
+
+
+def forward_passes(lengths: list[int], max_rows: int | None = None, max_tokens: int | None = None) -> list[list[int]]:
+    """Positions 0..n-1 of sequences of `lengths` cut, in order, into forward passes of at most
+    `max_rows` rows and `max_tokens` padded tokens (rows x the pass's longest); a pass has at
+    least one row, even one longer than `max_tokens`. None lifts a limit. Lengths in ascending
+    order give the fewest passes."""
+    passes: list[list[int]] = []
+    longest = 0
+    for position, length in enumerate(lengths):
+        current = passes[-1] if passes else None
+        longest = max(longest, length)
+        if (current is None or (max_rows is not None and len(current) >= max_rows)
+                or (max_tokens is not None and (len(current) + 1) * longest > max_tokens)):
+            passes.append([position])
+            longest = length
+        else:
+            current.append(position)
+    return passes
 
 
 @dataclass
@@ -28,12 +85,38 @@ class EncodedBatch:
     tokens: list[list[str]]  # per example, per real token
     truncated: list[bool]
 
+    @classmethod
+    def stack(cls, texts: list[EncodedText], pad_id: int, device: torch.device | str = "cpu") -> EncodedBatch:
+        """Encoded texts as one batch, padded to the longest."""
+        inputs = pad_ids([t.input_ids for t in texts], pad_id, device)
+        special = torch.ones(inputs["input_ids"].shape, dtype=torch.bool)
+        for i, text in enumerate(texts):
+            special[i, : len(text.special)] = torch.tensor(text.special, dtype=torch.bool)
+        return cls(**inputs, special=special.to(device), offsets=[t.offsets for t in texts],
+                   word_ids=[t.word_ids for t in texts], tokens=[t.tokens for t in texts],
+                   truncated=[t.truncated for t in texts])
+
     def __len__(self) -> int:
         return self.input_ids.shape[0]
 
     @property
     def lengths(self) -> list[int]:
         return [len(o) for o in self.offsets]
+
+    def select(self, rows: list[int]) -> EncodedBatch:
+        """The examples `rows`, in that order, as a batch padded to their own longest."""
+        width = max(self.lengths[r] for r in rows)
+        index = torch.tensor(rows, device=self.input_ids.device)
+
+        def take(values: torch.Tensor) -> torch.Tensor:
+            return values.index_select(0, index)[:, :width]
+
+        return EncodedBatch(
+            input_ids=take(self.input_ids), attention_mask=take(self.attention_mask),
+            token_type_ids=take(self.token_type_ids), special=take(self.special),
+            offsets=[self.offsets[r] for r in rows], word_ids=[self.word_ids[r] for r in rows],
+            tokens=[self.tokens[r] for r in rows], truncated=[self.truncated[r] for r in rows],
+        )
 
     def from_chunks(self, chunks: dict[int, torch.Tensor]) -> torch.Tensor:
         """Scores built chunk by chunk from `attention_chunk_hook` maps, {first example: (chunk,
@@ -84,15 +167,19 @@ def check_texts(texts: list[str]) -> None:
             raise InputError(f"text {index} is empty or only whitespace")
 
 
-def encode_texts(tokenizer, texts: list[str], max_length: int, device: torch.device | str = "cpu") -> EncodedBatch:
+def tokenize_texts(tokenizer, texts: list[str], max_length: int) -> list[EncodedText]:
     """Tokenise with offsets, cutting at `max_length` and remembering which texts were cut.
 
+    Special-token strings in the texts are read as text (`attnlens.tokenization.tokenize_user_texts`).
     The overflow rows of the fast tokenizer tell truncation apart from a text that just fits;
-    only each text's first row is kept.
+    only each text's first row is kept. A text the tokenizer reads no word piece from (only
+    characters it drops, such as U+200B, U+FEFF, U+00AD or a lone combining accent) becomes
+    [CLS] [SEP]: see `EncodedText.has_word_pieces`. Blank texts and lone surrogates raise InputError.
     """
     check_texts(texts)
-    encoding = tokenizer(
-        list(texts),
+    encoding = tokenize_user_texts(
+        tokenizer,
+        texts,
         truncation=True,
         max_length=max_length,
         stride=0,
@@ -101,40 +188,29 @@ def encode_texts(tokenizer, texts: list[str], max_length: int, device: torch.dev
         return_special_tokens_mask=True,
         padding=False,
     )
-    sample_of_row = encoding["overflow_to_sample_mapping"]
     first_row: dict[int, int] = {}
     rows_per_sample: dict[int, int] = {}
-    for row, sample in enumerate(sample_of_row):
+    for row, sample in enumerate(encoding["overflow_to_sample_mapping"]):
         first_row.setdefault(sample, row)
         rows_per_sample[sample] = rows_per_sample.get(sample, 0) + 1
-
-    rows = [first_row[i] for i in range(len(texts))]
-    ids = [encoding["input_ids"][r] for r in rows]
-    width = max(len(x) for x in ids)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-
-    input_ids = torch.full((len(texts), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(texts), width), dtype=torch.long)
-    special = torch.ones((len(texts), width), dtype=torch.bool)
-    offsets, word_ids, tokens = [], [], []
-    for i, row in enumerate(rows):
-        n = len(ids[i])
-        input_ids[i, :n] = torch.tensor(ids[i])
-        attention_mask[i, :n] = 1
-        special[i, :n] = torch.tensor(encoding["special_tokens_mask"][row], dtype=torch.bool)
-        offsets.append([tuple(o) for o in encoding["offset_mapping"][row]])
+    encoded = []
+    for i in range(len(texts)):
+        row = first_row[i]
+        ids = encoding["input_ids"][row]
+        special = [bool(flag) for flag in encoding["special_tokens_mask"][row]]
         row_words = encoding.word_ids(row)
-        word_ids.append([None if special[i, j] else row_words[j] for j in range(n)])
-        tokens.append(tokenizer.convert_ids_to_tokens(ids[i]))
-        if not (~special[i, :n]).any():
-            raise InputError(f"text {i} has no tokens the model can read: {texts[i][:40]!r}")
-    return EncodedBatch(
-        input_ids=input_ids.to(device),
-        attention_mask=attention_mask.to(device),
-        token_type_ids=torch.zeros_like(input_ids).to(device),
-        special=special.to(device),
-        offsets=offsets,
-        word_ids=word_ids,
-        tokens=tokens,
-        truncated=[rows_per_sample[i] > 1 for i in range(len(texts))],
-    )
+        encoded.append(EncodedText(
+            input_ids=ids,
+            special=special,
+            offsets=[tuple(o) for o in encoding["offset_mapping"][row]],
+            word_ids=[None if special[j] else row_words[j] for j in range(len(ids))],
+            tokens=tokenizer.convert_ids_to_tokens(ids),
+            truncated=rows_per_sample[i] > 1,
+        ))
+    return encoded
+
+
+def encode_texts(tokenizer, texts: list[str], max_length: int, device: torch.device | str = "cpu") -> EncodedBatch:
+    """`tokenize_texts` padded into one batch (see there for what becomes of each text)."""
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return EncodedBatch.stack(tokenize_texts(tokenizer, texts, max_length), pad_id, device)

@@ -4,7 +4,8 @@ Normalisation rule, the same for every method: special tokens get 0; the others 
 positive part of their raw score (evidence *for* the target) divided by the sum, so they sum to
 1. If no token has positive evidence (possible for signed methods), the mass is spread evenly,
 which says "nothing stands out" instead of dividing by zero. Word scores are the sums of their
-pieces' scores, so they sum to 1 as well.
+pieces' scores, so they sum to 1 as well. A row of special tokens only (a text without word
+pieces) has nothing to share the mass among: all its scores are 0 and it has no words.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from attnlens.explain.inputs import EncodedBatch
 
 
 def normalise(raw: torch.Tensor, special: torch.Tensor) -> torch.Tensor:
-    """(batch, seq) raw scores -> non-negative scores summing to 1 over each row's non-special tokens."""
+    """(batch, seq) raw scores -> non-negative scores summing to 1 over each row's non-special
+    tokens; all 0 in a row without non-special tokens."""
     raw = torch.nan_to_num(raw.double(), nan=0.0, posinf=0.0, neginf=0.0)
     positive = raw.clamp(min=0).masked_fill(special, 0.0)
     total = positive.sum(dim=-1, keepdim=True)
@@ -25,7 +27,8 @@ def normalise(raw: torch.Tensor, special: torch.Tensor) -> torch.Tensor:
         uniform = (~special).double()
         positive = torch.where(nothing_positive, uniform, positive)
         total = positive.sum(dim=-1, keepdim=True)
-    return positive / total
+    # A total of 0 is left only where no token is non-special: 0 / 1 keeps those rows at 0.
+    return positive / torch.where(total > 0, total, torch.ones_like(total))
 
 
 def token_importances(batch: EncodedBatch, raw: torch.Tensor) -> list[list[TokenImportance]]:
