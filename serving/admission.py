@@ -33,8 +33,10 @@ METHOD_PASSES = {
     "occlusion": 1.0,
     "native": 1.0,
 }
-# How much the learned speed moves towards each new measurement.
-RATE_SMOOTHING = 0.3
+# How much the learned speed moves towards a slower measurement. A faster one is taken at once:
+# short calls look slow (their fixed costs dominate), and a speed learned too low would refuse
+# requests that would have been served in time, which is worse than a late 504.
+RATE_SMOOTHING = 0.2
 
 
 class Overloaded(Exception):
@@ -112,7 +114,7 @@ class Lane:
             return
         rate = cost / seconds
         known = self.rates.get(mode)
-        self.rates[mode] = rate if known is None else known + RATE_SMOOTHING * (rate - known)
+        self.rates[mode] = rate if known is None or rate > known else known + RATE_SMOOTHING * (rate - known)
 
     def batch_budget(self, mode: str, seconds: float) -> float:
         """The cost one model call of `mode` may take to last about `seconds` (unbounded until measured)."""

@@ -171,6 +171,9 @@ class GuardMiddleware:
     async def _route(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         path, method = scope["path"], scope["method"]
         if path == "/metrics":
+            if method not in ("GET", "HEAD"):
+                return await self._send(send, *_json_response(
+                    405, {"error": f"method {method} is not allowed on /metrics; use GET"}, [(b"allow", b"GET")]))
             refusal = self._check_key(scope) if self.protect_metrics else None
             if refusal is not None:
                 return await self._send(send, *refusal)

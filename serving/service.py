@@ -106,7 +106,7 @@ class AttnlensService:
             self.predict_pool.close()
             raise
         atexit.register(self._close_pools)  # also when the worker stops without the shutdown hook
-        max_length = int(self.predict_pool.info["max_length"])
+        self.max_length = max_length = int(self.predict_pool.info["max_length"])
 
         def lane(name: str, processes: int) -> Lane:
             return Lane(name, deadline_s=settings.TIMEOUT, parallel=processes)
@@ -148,6 +148,11 @@ class AttnlensService:
             for _ in range(settings.WARMUP_PASSES):
                 await self.batcher.submit(SAMPLE_TEXTS, "truncate")
                 await self.explainer.submit([SAMPLE_TEXT], DEFAULT_METHOD)
+            # Full-size work once, so admission starts from the speed of real batches rather
+            # than from short calls, whose fixed costs make the model look slow.
+            long_text = " ".join([SAMPLE_TEXT] * (self.max_length // 8))
+            await self.batcher.submit([long_text] * settings.BATCH_SIZE, "truncate")
+            await self.explainer.submit([long_text], DEFAULT_METHOD)
         except Exception:  # stays not ready: an orchestrator restarts it, the log says why
             logger.exception("warm-up of model %s failed; /readyz stays 503", self.source.describe())
             return
@@ -202,15 +207,20 @@ class AttnlensService:
         method: Method = DEFAULT_METHOD,
         level: Level = "word",
     ) -> ExplainResult:
-        """The prediction for `text` and the importance of each word (or token, or sentence) for it."""
+        """The prediction for `text` and the importance of each word (or token, or sentence) for it.
+
+        The prediction is the explained forward pass's own (the float32 model's, also with
+        ATTNLENS_QUANTIZE=int8), so label and explanation always agree, and the request uses the
+        explanation processes only.
+        """
         try:
-            (prediction,), (explanation,) = await asyncio.gather(
-                self.batcher.submit([text], "truncate"), self.explainer.submit([text], method))
+            (explanation,) = await self.explainer.submit([text], method)
         except (Overloaded, InputError) as error:
             return _refusal(error)  # type: ignore[return-value]
         return ExplainResult(
-            label=prediction.label, score=prediction.score, probabilities=prediction.probabilities,
-            num_tokens=prediction.num_tokens, truncated=prediction.truncated,
+            label=explanation.label, score=explanation.probabilities[explanation.label],
+            probabilities=explanation.probabilities, num_tokens=len(explanation.tokens),
+            truncated=explanation.truncated,
             explanation=ExplanationResult(method=method, level=level, target=explanation.target,
                                           importances=_importances(explanation, level)),
         )

@@ -199,7 +199,7 @@ def test_health_readiness_and_metrics(server):
     assert httpx.get(f"{server.url}/livez").status_code == 200
     assert httpx.get(f"{server.url}/readyz").status_code == 200
     metrics = httpx.get(f"{server.url}/metrics").text
-    assert "bentoml_service_request_total" in metrics or "bentoml_service_request_duration" in metrics
+    assert 'attnlens_http_requests_total{endpoint="/livez",status="200"}' in metrics
     assert 'attnlens_batch_texts_count{kind="predict"}' in metrics
 
 

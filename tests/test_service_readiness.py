@@ -58,7 +58,8 @@ def test_a_killed_model_process_is_replaced_and_requests_are_answered(tmp_path):
         before = httpx.post(f"{server.url}/predict", json=body, timeout=60).json()
         (worker,) = [p for p in psutil.Process(server.process.pid).children(recursive=True)
                      if "--worker-id" in p.cmdline()]
-        (model_process,) = [p for p in worker.children() if "spawn_main" in " ".join(p.cmdline())]
+        (model_process,) = [p for p in worker.children()  # the prediction process (not niced)
+                            if "spawn_main" in " ".join(p.cmdline()) and p.nice() == worker.nice()]
         os.kill(model_process.pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
         while model_process.is_running() and model_process.status() != psutil.STATUS_ZOMBIE:
@@ -69,5 +70,6 @@ def test_a_killed_model_process_is_replaced_and_requests_are_answered(tmp_path):
         assert after.json() == before
         assert httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200
         assert "restarting the model process" in server.log()
-        replacements = [p for p in worker.children() if "spawn_main" in " ".join(p.cmdline())]
+        replacements = [p for p in worker.children()
+                        if "spawn_main" in " ".join(p.cmdline()) and p.nice() == worker.nice()]
         assert [p.pid for p in replacements] != [model_process.pid] and len(replacements) == 1

@@ -30,8 +30,11 @@ def cpu_seconds(worker: psutil.Process) -> float:
 TEXTS = [f"review {i}: " + ("a fine film " if i % 2 else "a dull plot ") * (1 + i % 9) for i in range(240)]
 
 
-def model_processes(worker: psutil.Process) -> list[psutil.Process]:
-    return [child for child in worker.children() if "spawn_main" in " ".join(child.cmdline())]
+def model_processes(worker: psutil.Process, *, lane: str = "predict") -> list[psutil.Process]:
+    """The worker's prediction processes, or (`lane="explain"`) its explanation processes, which
+    run at a lower priority (ATTNLENS_EXPLAIN_NICE)."""
+    return [child for child in worker.children() if "spawn_main" in " ".join(child.cmdline())
+            and (child.nice() > worker.nice()) == (lane == "explain")]
 
 
 def predict_each_concurrently(url: str) -> list[httpx.Response]:
@@ -62,7 +65,8 @@ def test_two_lean_workers_both_serve_correct_predictions(tmp_path):
                         ATTNLENS_ACCESS_LOG="0") as server:
         workers = worker_processes(server.process.pid)
         assert len(workers) == 2, [w.cmdline() for w in workers]
-        assert [len(model_processes(w)) for w in workers] == [1, 1], "one model process per worker"
+        assert [len(model_processes(w)) for w in workers] == [1, 1], "one prediction process per worker"
+        assert [len(model_processes(w, lane="explain")) for w in workers] == [1, 1], "and one for explanations"
         cpu_before = [cpu_seconds(w) for w in workers]
         responses = predict_each_concurrently(server.url)
         cpu_used = [cpu_seconds(w) - before for w, before in zip(workers, cpu_before, strict=True)]
