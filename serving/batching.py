@@ -61,7 +61,7 @@ class MicroBatcher:
     worker's other batcher (explanations), so the model processes are never asked for more. The
     threads are a dedicated executor's, handed each slice at once: `anyio.to_thread` first yields
     to the event loop, which delayed the model's next slice behind every response and request
-    being handled (5-20 ms measured).
+    being handled.
     """
 
     def __init__(

@@ -3,10 +3,8 @@
 Why not a thread of the worker: torch lets go of the GIL inside each operation but needs it back
 between operations, and Python hands the GIL to a waiting thread only after the holder has run
 for `sys.getswitchinterval()` (5 ms). Each burst of request handling on the event loop therefore
-stalled the model at every operation boundary. Measured on this project's 2-core machine: a
-pure-Python thread busy 20% of the time, in 30 ms bursts, cut a one-thread model's throughput by
-18%; under the 32-client load the model thread sat idle or stalled a fifth of the time while a
-core was free (docs/benchmarks.md). In its own process the model never waits for the event loop,
+stalled the model at every operation boundary (docs/experiments.md, "Service throughput"). In
+its own process the model never waits for the event loop,
 and the two run side by side.
 
 The process ignores SIGINT and SIGTERM: stopping is the worker's decision (it first lets requests
@@ -283,9 +281,8 @@ class ModelProcess:
 class ModelPool:
     """`count` model processes of one worker; each call goes to a free one.
 
-    Several single-threaded processes rather than one process with as many threads: the offline
-    reference runs 20-25% more texts per second that way on 2 cores (no OpenMP thread waits for
-    another at every operation), and one event loop feeds them all, so clients are not split
+    Several single-threaded processes rather than one process with as many threads: no OpenMP
+    thread waits for another at every operation, and one event loop feeds them all, so clients are not split
     between workers whose queues fill unevenly. It costs a copy of the model per process.
     """
 

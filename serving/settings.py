@@ -66,7 +66,7 @@ WARMUP_PASSES = env_int("ATTNLENS_WARMUP_PASSES", 1)
 
 # -- batching ----------------------------------------------------------------------------------
 # Texts per model call. With more clients than that waiting, the next batch is queued while one
-# runs, so the model never idles while answers go out (docs/benchmarks.md, service section).
+# runs, so the model never idles while answers go out (docs/experiments.md, "Service throughput").
 BATCH_SIZE = env_int("ATTNLENS_BATCH_SIZE", 16)
 # How long a batch may wait for more requests while traffic is continuous. 0: a batch starts as
 # soon as the model is free; on CPU the time per text hardly depends on the batch size.

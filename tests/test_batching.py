@@ -1,6 +1,7 @@
 """The service's adaptive batcher (serving/batching.py) on its own, with a real event loop and a
 recording batch function: merging, not waiting when nobody else is coming, using the window under
-continuous traffic, and dropping the texts of abandoned requests."""
+continuous traffic, dropping the texts of abandoned requests, retrying a failed batch request by
+request, and admission by estimated cost."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import asyncio
 import threading
 import time
 
+import pytest
+
+from serving.admission import Lane, Overloaded
 from serving.batching import MicroBatcher
 
 
@@ -134,3 +138,81 @@ def test_parallel_groups_run_side_by_side_and_never_more_than_the_slots():
     assert serial_results == parallel_results == expected
     assert (serial.most_at_once, parallel.most_at_once) == (1, 2)
     assert serial_seconds > 1.7 and parallel_seconds < 1.2, (serial_seconds, parallel_seconds)
+
+
+class Poisoned(Recorder):
+    """A batch function that fails any call holding the text "poison"."""
+
+    def __call__(self, texts, mode, should_stop):
+        super().__call__(texts, mode, should_stop)
+        if "poison" in texts:
+            raise ValueError("poison in the batch")
+        return [f"{mode}:{text}" for text in texts]
+
+
+def test_a_failing_batch_fails_only_the_request_whose_text_caused_it():
+    recorder = Poisoned()
+    batcher = MicroBatcher(recorder, max_batch_size=32, max_latency_ms=50)
+
+    async def scenario():
+        return await asyncio.gather(batcher.submit(["a", "b"], "m"), batcher.submit(["c", "poison"], "m"),
+                                    batcher.submit(["d"], "m"), return_exceptions=True)
+
+    first, poisoned, last = asyncio.run(scenario())
+    assert first == ["m:a", "m:b"] and last == ["m:d"]
+    assert isinstance(poisoned, ValueError)
+    assert recorder.calls[0] == ["a", "b", "c", "poison", "d"]  # one batch, then one call per request
+    assert sorted(recorder.calls[1:]) == [["a", "b"], ["c", "poison"], ["d"]]
+
+
+def test_admission_refuses_at_once_when_the_accepted_work_passes_the_deadline():
+    """One text per call, 0.1 s per text: with a 0.35 s deadline, a fourth waiting request would
+    wait past it, so it and the ones after are refused at once with a Retry-After."""
+    lane = Lane("test lane", deadline_s=0.35)
+    batcher = MicroBatcher(Recorder(seconds=0.1), max_batch_size=1, max_latency_ms=0, lane=lane,
+                           cost=lambda text, mode: 1.0)
+
+    async def scenario():
+        await batcher.submit(["calibrate"], "m")  # learns the speed: 1 cost unit per 0.1 s
+        started = time.monotonic()
+        outcomes = await asyncio.gather(*(batcher.submit([str(i)], "m") for i in range(8)), return_exceptions=True)
+        return outcomes, time.monotonic() - started
+
+    outcomes, seconds = asyncio.run(scenario())
+    served = [o for o in outcomes if isinstance(o, list)]
+    refused = [o for o in outcomes if isinstance(o, Overloaded)]
+    assert len(served) + len(refused) == 8 and 3 <= len(served) <= 5, outcomes
+    assert outcomes[: len(served)] == served, "the first ones are admitted, the later ones refused"
+    assert all(error.retry_after >= 1 and "test lane" in str(error) for error in refused)
+    assert seconds < 0.1 * len(served) + 0.3
+    assert lane.backlog_s == pytest.approx(0.0, abs=1e-9), "finished work leaves the backlog"
+
+
+def test_a_lone_request_is_always_tried_and_speeds_are_learned_per_mode():
+    lane = Lane("lane", deadline_s=0.01)
+    lane.measured("slow", cost=10.0, seconds=1.0)
+    lane.measured("fast", cost=1000.0, seconds=1.0)
+    assert lane.admit("slow", [100.0]) == pytest.approx(10.0), "alone: tried even past the deadline"
+    with pytest.raises(Overloaded):
+        lane.admit("fast", [1.0])
+    lane.finish(10.0)
+    lane.measured("fast", cost=100.0, seconds=1.0)  # slower: moves only part of the way
+    assert 100.0 < lane.rates["fast"] < 1000.0
+    lane.measured("fast", cost=5000.0, seconds=1.0)  # faster: taken at once
+    assert lane.rates["fast"] == 5000.0
+    assert lane.seconds("unmeasured", 50.0) == pytest.approx(5.0), "an unmeasured mode is judged at the slowest speed"
+
+
+def test_explanation_batches_hold_about_max_batch_seconds_of_work():
+    lane = Lane("lane", deadline_s=60)
+    lane.measured("m", cost=10.0, seconds=1.0)  # 10 cost units per second
+    recorder = Recorder()
+    batcher = MicroBatcher(recorder, max_batch_size=64, max_latency_ms=50, lane=lane,
+                           cost=lambda text, mode: float(len(text)), max_batch_seconds=0.5)
+
+    async def scenario():
+        return await asyncio.gather(*(batcher.submit(["xx"], "m") for _ in range(7)))
+
+    asyncio.run(scenario())
+    # 0.5 s at 10 units/s is 5 units: two texts of 2 per call (a third would pass it).
+    assert [len(call) for call in recorder.calls] == [2, 2, 2, 1]

@@ -72,7 +72,7 @@ def integrated_gradients(
         texts_x_steps = max(len(rows), tokens_per_pass // width)
         baseline = torch.where(group.special, group.input_ids, torch.full_like(group.input_ids, pad_id))
         # Only the embeddings' output is differentiated, so the products keep inference's packed
-        # kernels (docs/benchmarks.md#explanations).
+        # kernels (docs/benchmarks.md, "Explanation cost").
         with torch.inference_mode(False), torch.enable_grad(), input_gradients_only():
             attributions = explainer.attribute(
                 group.input_ids,
