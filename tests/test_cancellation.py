@@ -77,8 +77,11 @@ def test_stop_points_are_removed_on_error_and_absent_without_a_check(model):
 def test_explain_batch_asks_before_each_batch(model, tokenizer):
     with pytest.raises(PredictionCancelled, match="after 0 of 3 texts"):
         explain_batch(model, tokenizer, TEXTS, method="attention", should_stop=lambda: True)
+    # Per batch of plain attention: the batch's question, then one before and one after each layer.
+    second_batch = 1 + 2 * model.config.num_hidden_layers + 1
     with pytest.raises(PredictionCancelled, match="after 1 of 3 texts"):
-        explain_batch(model, tokenizer, TEXTS, method="attention", batch_size=1, should_stop=SlowAnswers(stop_at=4))
+        explain_batch(model, tokenizer, TEXTS, method="attention", batch_size=1,
+                      should_stop=SlowAnswers(stop_at=second_batch))
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -86,9 +89,9 @@ def test_a_cancelled_explanation_stops_inside_the_model_and_leaves_it_as_it_was(
     expected = [e.to_dict() for e in explain_batch(model, tokenizer, TEXTS, method=method)]
     count = SlowAnswers()
     assert [e.to_dict() for e in explain_batch(model, tokenizer, TEXTS, method=method, should_stop=count)] == expected
-    # The first question is the batch's, the second the first layer's; gradient methods are last
-    # asked after a layer's backward.
-    last = "after the backward of layer" if method in GRADIENT_METHODS else "before layer"
+    # The first question is the batch's, the second the first layer's; the last is asked after a
+    # layer's forward, or for gradient methods after a layer's backward.
+    last = "after the backward of layer" if method in GRADIENT_METHODS else "after layer"
     for stop_at, where in ((2, "before layer 0"), (count.asked, last)):
         model.train()
         grad_enabled = torch.is_grad_enabled()

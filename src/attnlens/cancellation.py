@@ -2,10 +2,10 @@
 
 A caller passes `should_stop`, a function that says whether the result is still wanted (the
 service's says no once the HTTP request behind it has timed out). Long calls ask it at points
-that come round often: between batches of texts, and, for the duration of an explanation,
-before every encoder layer's forward and after every layer's backward (`stop_points`), so even
-integrated gradients on long reviews stops within a layer's work. Asking is throttled
-(`StopPoll`), so a cheap layer does not pay for a call across a pipe.
+that come round often: between batches of texts and, for the duration of the call, before and
+after every encoder layer's forward and backward (`stop_points`), so even integrated gradients on
+long reviews stops within one layer's work. Asking is throttled (`StopPoll`), so a cheap layer
+does not pay for a call across a pipe.
 
 The model never imports this module: the checks are hooks installed on its layers for one call
 and removed afterwards, whatever happens.
@@ -56,10 +56,20 @@ def stop_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
     return list(layers) if layers is not None else list(model.children())
 
 
+def _first_tensor(values) -> torch.Tensor | None:
+    """A module's main input or output: the tensor itself, or the first of a tuple (BertLayer's)."""
+    if isinstance(values, torch.Tensor):
+        return values
+    if isinstance(values, (tuple, list)) and values and isinstance(values[0], torch.Tensor):
+        return values[0]
+    return None
+
+
 @contextmanager
 def stop_points(model: torch.nn.Module, poll: StopPoll) -> Iterator[None]:
-    """Within this block, `poll` runs before each of `stop_modules(model)`'s forwards and, where
-    autograd runs through them, after their backward (a hook on their input's gradient).
+    """Within this block, `poll` runs before and after each forward of `stop_modules(model)` and,
+    where autograd runs through them, before and after their backward (hooks on the gradients of
+    their output and input), so no more than one layer's forward or backward runs unchecked.
 
     Nothing is installed without a `should_stop`. The hooks are removed on leaving the block,
     also when it raises (PredictionCancelled included).
@@ -67,21 +77,30 @@ def stop_points(model: torch.nn.Module, poll: StopPoll) -> Iterator[None]:
     if poll.should_stop is None:
         yield
         return
-    modules = stop_modules(model)
     handles = []
+
+    def ask_on_gradient(tensor: torch.Tensor | None, where: str) -> None:
+        if tensor is not None and tensor.requires_grad:
+            tensor.register_hook(lambda grad: poll(where))
 
     def before_forward(index: int):
         def hook(module, args) -> None:
             poll(f"before layer {index}")
-            hidden = args[0] if args and isinstance(args[0], torch.Tensor) else None
-            if hidden is not None and hidden.requires_grad:
-                hidden.register_hook(lambda grad: poll(f"after the backward of layer {index}"))
+            ask_on_gradient(_first_tensor(args), f"after the backward of layer {index}")
+
+        return hook
+
+    def after_forward(index: int):
+        def hook(module, args, output) -> None:
+            poll(f"after layer {index}")
+            ask_on_gradient(_first_tensor(output), f"before the backward of layer {index}")
 
         return hook
 
     try:
-        for index, module in enumerate(modules):
+        for index, module in enumerate(stop_modules(model)):
             handles.append(module.register_forward_pre_hook(before_forward(index)))
+            handles.append(module.register_forward_hook(after_forward(index)))
         yield
     finally:
         for handle in handles:

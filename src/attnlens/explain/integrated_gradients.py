@@ -25,7 +25,7 @@ from attnlens.kernels import input_gradients_only
 DEFAULT_STEPS = 32
 # Padded tokens per forward + backward pass (at least one text at one step per pass). A pass
 # keeps every layer's activations for its backward, so this bounds the method's memory.
-IG_TOKENS_PER_PASS = 8192
+IG_TOKENS_PER_PASS = 4096
 
 
 def _positive_int(name: str, value) -> None:
