@@ -82,7 +82,7 @@ class Predictor:
         self.batch_size = batch_size
         window_tokens = self.max_length - 2
         # A quarter of the window by default: every token but the first/last few gets context on
-        # both sides in some window, at ~1.33x the cost of disjoint windows.
+        # both sides in some window, for a third more windows than disjoint ones (steps of 3/4).
         chunk_overlap = window_tokens // 4 if chunk_overlap is None else chunk_overlap
         if not 0 <= chunk_overlap < window_tokens:
             raise InputError(
