@@ -3,6 +3,7 @@ often, and that a cancelled call leaves the model as it found it."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -72,6 +73,18 @@ def test_stop_points_are_removed_on_error_and_absent_without_a_check(model):
     assert all(not layer._forward_pre_hooks for layer in layers)
     with stop_points(model, StopPoll(None)):
         assert all(not layer._forward_pre_hooks for layer in layers)
+
+
+def test_stop_points_leave_another_threads_call_alone(model):
+    ids = torch.tensor([[101, 2204, 102]])
+    outcome = []
+    with stop_points(model, StopPoll(lambda: True)):
+        thread = threading.Thread(target=lambda: outcome.append(model(ids).logits))
+        thread.start()
+        thread.join()
+        with pytest.raises(PredictionCancelled):
+            model(ids)
+    assert len(outcome) == 1
 
 
 def test_explain_batch_asks_before_each_batch(model, tokenizer):

@@ -13,6 +13,7 @@ and removed afterwards, whatever happens.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -72,11 +73,14 @@ def stop_points(model: torch.nn.Module, poll: StopPoll) -> Iterator[None]:
     their output and input), so no more than one layer's forward or backward runs unchecked.
 
     Nothing is installed without a `should_stop`. The hooks are removed on leaving the block,
-    also when it raises (PredictionCancelled included).
+    also when it raises (PredictionCancelled included). They act only in the thread that entered
+    the block: another thread's call on the same model is not this caller's to stop. (Gradient
+    hooks belong to this call's graph alone, whichever thread runs its backward.)
     """
     if poll.should_stop is None:
         yield
         return
+    owner = threading.get_ident()
     handles = []
 
     def ask_on_gradient(tensor: torch.Tensor | None, where: str) -> None:
@@ -85,6 +89,8 @@ def stop_points(model: torch.nn.Module, poll: StopPoll) -> Iterator[None]:
 
     def before_forward(index: int):
         def hook(module, args) -> None:
+            if threading.get_ident() != owner:
+                return
             poll(f"before layer {index}")
             ask_on_gradient(_first_tensor(args), f"after the backward of layer {index}")
 
@@ -92,6 +98,8 @@ def stop_points(model: torch.nn.Module, poll: StopPoll) -> Iterator[None]:
 
     def after_forward(index: int):
         def hook(module, args, output) -> None:
+            if threading.get_ident() != owner:
+                return
             poll(f"after layer {index}")
             ask_on_gradient(_first_tensor(output), f"before the backward of layer {index}")
 
