@@ -266,6 +266,7 @@ class ModelProcess:
     def close(self, timeout: float = 10.0) -> None:
         """Ask the process to finish (after the call in progress), then kill it if it does not."""
         self._closed = True
+        self.ready = False
         if self._lock.acquire(timeout=timeout):  # not in the middle of another thread's message
             try:
                 with contextlib.suppress(OSError, ValueError):  # already closed
