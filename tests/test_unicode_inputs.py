@@ -165,6 +165,20 @@ def test_special_token_strings_are_text_with_offsets_inside_it(tokenizer):
     assert not set(every) & set(tokenizer.all_special_ids)
 
 
+def test_a_tokenizers_own_added_special_tokens_are_text_in_user_text(minilm_dir):
+    """RoBERTa-style "<s>", "</s>", "<mask>" as the tokenizer's special tokens: still text."""
+    from attnlens import load_tokenizer
+
+    tokenizer = load_tokenizer(minilm_dir)  # a copy of its own: the session's stays untouched
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<s>", "</s>", "<mask>"]})
+    added = set(tokenizer.convert_tokens_to_ids(["<s>", "</s>", "<mask>"]))
+    assert added <= set(tokenizer("x <s> y </s> <mask>")["input_ids"])  # what plain calls would do
+    batch = encode_texts(tokenizer, ["x <s> y </s> <mask>"], MAX_LENGTH)
+    assert not added & set(batch.input_ids[0].tolist())
+    assert [t for t, w in zip(batch.tokens[0], batch.word_ids[0], strict=True) if w is not None][:4] == [
+        "x", "<", "s", ">"]
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_a_text_without_word_pieces_leaves_the_other_texts_exactly_as_they_were(model, tokenizer, method):
     wordless = ["\u200b", "\ufeff\u00ad", "\u2060\u0301"]
