@@ -37,6 +37,7 @@ METHOD_PASSES = {
 # short calls look slow (their fixed costs dominate), and a speed learned too low would refuse
 # requests that would have been served in time, which is worse than a late 504.
 RATE_SMOOTHING = 0.2
+MIN_MEASURED_S = 0.05
 
 
 class Overloaded(Exception):
@@ -80,11 +81,13 @@ class Lane:
         self.deadline_s = deadline_s
         self.parallel = parallel
         self.backlog_s = 0.0  # estimated seconds of one model process for the admitted work
+        self.pending = 0  # admitted requests not finished (the backlog's sum can keep float dust)
         self.rates: dict[str, float] = {}  # token passes per second of one model process, per mode
 
     def _rate(self, mode: str) -> float | None:
-        """The mode's speed; before it is measured, the slowest measured one (cautious)."""
-        return self.rates.get(mode) or (min(self.rates.values()) if self.rates else None)
+        """The mode's speed; before it is measured, the fastest measured one: a speed too low
+        would refuse requests that would have been served in time, which is worse than a 504."""
+        return self.rates.get(mode) or (max(self.rates.values()) if self.rates else None)
 
     def seconds(self, mode: str, cost: float) -> float:
         rate = self._rate(mode)
@@ -100,20 +103,27 @@ class Lane:
         A request is refused only when work is already waiting: alone, it is always tried.
         """
         seconds = self.seconds(mode, float(sum(costs)))
-        if self.backlog_s > 0 and self.wait_s(seconds) > self.deadline_s:
+        if self.pending and self.wait_s(seconds) > self.deadline_s:
             raise Overloaded(self.name, self.wait_s(), self.deadline_s)
         self.backlog_s += seconds
+        self.pending += 1
         return seconds
 
     def finish(self, seconds: float) -> None:
-        self.backlog_s = max(0.0, self.backlog_s - seconds)
+        """One admitted request is done (answered, failed or abandoned)."""
+        self.pending -= 1
+        self.backlog_s = max(0.0, self.backlog_s - seconds) if self.pending else 0.0
 
     def measured(self, mode: str, cost: float, seconds: float) -> None:
-        """One model call did `cost` token passes of `mode` in `seconds`."""
+        """One model call did `cost` token passes of `mode` in `seconds`. A call shorter than
+        MIN_MEASURED_S may set a first speed or raise it, never lower it: its fixed costs (the
+        pipe, a [CLS] [SEP] text) make the model look slow."""
         if cost <= 0 or seconds <= 0:
             return
         rate = cost / seconds
         known = self.rates.get(mode)
+        if seconds < MIN_MEASURED_S and known is not None and rate < known:
+            return
         self.rates[mode] = rate if known is None or rate > known else known + RATE_SMOOTHING * (rate - known)
 
     def batch_budget(self, mode: str, seconds: float) -> float:

@@ -130,7 +130,9 @@ class GuardMiddleware:
         self.timeout = timeout
         self.max_concurrency = max_concurrency
         self.protect_metrics = protect_metrics and self.api_key is not None
-        self.in_flight = 0  # API requests read whole and not yet answered
+        # API requests read whole and not yet answered, per route: a burst of explanations does
+        # not take the places of predictions.
+        self.in_flight = {api.route: 0 for api in service.apis.values()}
         self.routes = {api.route for api in service.apis.values()}
         self.index_html = (STATIC_DIR / "index.html").read_bytes()
         # BentoML's Swagger UI lived at "/", which is our page now; it moves to /docs.
@@ -201,19 +203,19 @@ class GuardMiddleware:
         refusal = self._check_fields(body, input_spec)
         if refusal is not None:
             return await self._send(send, *refusal)
-        if self.in_flight >= self.max_concurrency:
+        if self.in_flight[path] >= self.max_concurrency:
             return await self._send(send, *_json_response(
-                429, {"error": f"more than {self.max_concurrency} requests in flight (ATTNLENS_MAX_CONCURRENCY); "
+                429, {"error": f"more than {self.max_concurrency} {path} requests in flight (ATTNLENS_MAX_CONCURRENCY); "
                                "retry in 1 s", "limit": self.max_concurrency}, [(b"retry-after", b"1")]))
         # Bodies sent as text/plain or form-urlencoded (curl -d) are JSON too; BentoML would
         # otherwise parse them as multipart forms.
         headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
         scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
-        self.in_flight += 1
+        self.in_flight[path] += 1
         try:
             await self._run_until_disconnect(scope, body, receive, send)
         finally:
-            self.in_flight -= 1
+            self.in_flight[path] -= 1
 
     async def _run_until_disconnect(self, scope: dict[str, Any], body: bytes, receive: Any, send: Any) -> None:
         """The API with the body already read, answered within `timeout` seconds (504 after);

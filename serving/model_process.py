@@ -71,7 +71,9 @@ def _serve(connection, cancels, name_or_path: str, revision: str | None, threads
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         if nice:
-            os.nice(nice)  # a lower CPU priority: the other lane's process gets the cores first
+            # Preempted often by the other lane, its threads must sleep at OpenMP barriers instead
+            # of spinning on the cores the other lane needs (read when torch starts OpenMP).
+            os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
         import torch
 
         from attnlens import load_tokenizer
@@ -88,6 +90,8 @@ def _serve(connection, cancels, name_or_path: str, revision: str | None, threads
         # Predictions from the (optionally int8) model; explanations keep the float32 model,
         # since gradient methods need a backward the int8 kernels do not have.
         predictor = Predictor(apply_quantization(model, quantize), tokenizer, batch_size=batch_size)
+        if nice:  # after loading, so a restart loads at full speed
+            os.nice(nice)  # a lower CPU priority: the other lane's process gets the cores first
     except BaseException as error:  # every failure is reported to the worker
         connection.send(("failed", f"{type(error).__name__}: {error}\n{traceback.format_exc()}"))
         return
@@ -187,12 +191,13 @@ class ModelProcess:
         the next request does not pay for the restart."""
         while not self._closed:
             process = self._process
-            multiprocessing.connection.wait([process.sentinel], timeout=0.5)
-            if self._closed or process.is_alive():
+            # The sentinel says the process ended without reaping it: only the thread holding the
+            # lock reaps (is_alive, join), or two threads would race for its exit status.
+            if not multiprocessing.connection.wait([process.sentinel], timeout=0.5) or self._closed:
                 continue
             self.ready = False
             with self._lock:  # a call in progress restarts it itself; then there is nothing to do
-                if self._closed or self._process.is_alive():
+                if self._closed or self._process is not process or self._process.is_alive():
                     continue
                 try:
                     self._restart()

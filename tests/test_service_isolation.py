@@ -111,8 +111,8 @@ def test_any_unicode_text_gets_an_answer_or_a_400_from_every_route_and_method(se
         assert response.json()["field"] == "texts[0]"
         return
     assert response.status_code == 200, response.text
-    for result in response.json():
-        assert_sane(result, text if result is response.json()[0] else "an ordinary sentence")
+    for result, sent in zip(response.json(), [text, "an ordinary sentence"], strict=True):
+        assert_sane(result, sent)
     for method in METHODS:
         response = post(server, "/explain", json.dumps({"text": text, "method": method, "level": "token"}).encode())
         assert response.status_code == 200, (method, response.text)
