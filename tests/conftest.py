@@ -59,3 +59,15 @@ def save_hf_classifier(directory: Path, tokenizer, hf_config=None, seed: int = 0
 @pytest.fixture
 def tiny_classifier_dir(tmp_path, tokenizer) -> Path:
     return save_hf_classifier(tmp_path / "tiny", tokenizer)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tokenizer):
+    """A random two-layer attnlens classifier over the MiniLM vocabulary, in eval mode."""
+    from attnlens import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
+                        id2label={0: "negative", 1: "positive"})
+    return BertForSequenceClassification(config).eval()

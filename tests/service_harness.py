@@ -39,6 +39,16 @@ def save_tiny_classifier(directory: Path, *, hidden_size: int = 32, num_hidden_l
     return directory
 
 
+def load_library(model_dir: Path):
+    """(model, tokenizer, Predictor) of a saved model, in this process: what the service must equal."""
+    from attnlens import BertForSequenceClassification, load_tokenizer
+    from attnlens.predict import Predictor
+
+    model = BertForSequenceClassification.from_pretrained(str(model_dir)).eval()
+    tokenizer = load_tokenizer(str(model_dir))
+    return model, tokenizer, Predictor(model, tokenizer)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

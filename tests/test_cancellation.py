@@ -9,7 +9,6 @@ import time
 import pytest
 import torch
 
-from attnlens import BertConfig, BertForSequenceClassification
 from attnlens.cancellation import (
     STOP_POLL_INTERVAL_S,
     PredictionCancelled,
@@ -25,12 +24,8 @@ GRADIENT_METHODS = ("grad_rollout", "integrated_gradients")
 
 
 @pytest.fixture(scope="module")
-def model(tokenizer):
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
-                        id2label={0: "negative", 1: "positive"})
-    return BertForSequenceClassification(config).eval()
+def model(tiny_model):
+    return tiny_model
 
 
 class SlowAnswers:

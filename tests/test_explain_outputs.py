@@ -17,12 +17,8 @@ ACCENTS_AND_EMOJI = "Crème brûlée at the café was naïve 😀 but great😀 
 
 
 @pytest.fixture(scope="module")
-def model(tokenizer):
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
-                        id2label={0: "negative", 1: "positive"})
-    return BertForSequenceClassification(config).eval()
+def model(tiny_model):
+    return tiny_model
 
 
 def check_invariants(exp: Explanation, text: str) -> None:

@@ -15,11 +15,9 @@ from pathlib import Path
 import bentoml
 import httpx
 import pytest
-from service_harness import running_server, save_tiny_classifier
+from service_harness import load_library, running_server, save_tiny_classifier
 
-from attnlens import BertForSequenceClassification, load_tokenizer
 from attnlens.explain import METHODS, explain
-from attnlens.predict import Predictor
 
 TEXTS = [
     "a gripping, beautifully acted film.",
@@ -43,9 +41,7 @@ def server(tmp_path_factory, model_dir):
 
 @pytest.fixture(scope="module")
 def library(model_dir):
-    model = BertForSequenceClassification.from_pretrained(str(model_dir)).eval()
-    tokenizer = load_tokenizer(str(model_dir))
-    return model, tokenizer, Predictor(model, tokenizer)
+    return load_library(model_dir)
 
 
 def post(server, route: str, body, **kwargs) -> httpx.Response:

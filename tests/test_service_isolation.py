@@ -23,11 +23,9 @@ import psutil
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from service_harness import running_server, save_tiny_classifier
+from service_harness import load_library, running_server, save_tiny_classifier
 
-from attnlens import BertForSequenceClassification, load_tokenizer
 from attnlens.explain import METHODS, explain_batch
-from attnlens.predict import Predictor
 from serving.schemas import clean_text
 
 API_KEY = "isolation-key"
@@ -57,9 +55,7 @@ def server(tmp_path_factory, model_dir):
 
 @pytest.fixture(scope="module")
 def library(model_dir):
-    model = BertForSequenceClassification.from_pretrained(str(model_dir)).eval()
-    tokenizer = load_tokenizer(str(model_dir))
-    return model, tokenizer, Predictor(model, tokenizer)
+    return load_library(model_dir)
 
 
 def post(server, route: str, body, timeout: float = 60, **headers) -> httpx.Response:
