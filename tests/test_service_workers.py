@@ -5,6 +5,7 @@ access-log line per request (`ATTNLENS_TRACE_REQUESTS=0`, `ATTNLENS_ACCESS_LOG=0
 from __future__ import annotations
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -65,6 +66,11 @@ def test_two_lean_workers_both_serve_correct_predictions(tmp_path):
                         ATTNLENS_ACCESS_LOG="0") as server:
         workers = worker_processes(server.process.pid)
         assert len(workers) == 2, [w.cmdline() for w in workers]
+        # /readyz answered for one worker; the other may still be loading (its explanation
+        # process lowers its priority only once loaded).
+        deadline = time.monotonic() + 120
+        while [len(model_processes(w, lane="explain")) for w in workers] != [1, 1] and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert [len(model_processes(w)) for w in workers] == [1, 1], "one prediction process per worker"
         assert [len(model_processes(w, lane="explain")) for w in workers] == [1, 1], "and one for explanations"
         cpu_before = [cpu_seconds(w) for w in workers]
