@@ -101,8 +101,9 @@ class BertConfig(LabelledConfig):
 
     # ------------------------------------------------------------------ derived values
     @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_attention_heads
+    def max_tokens(self) -> int:
+        """The longest input the position embeddings cover."""
+        return self.max_position_embeddings
 
     # ------------------------------------------------------------------ checks
     def validate(self, source: str = "config") -> None:
