@@ -14,7 +14,7 @@ Contenders: transformers eager / sdpa; PyTorch dynamic int8 (`quantize_dynamic` 
 model); ONNX Runtime float32 and int8 (transformers' model exported with `torch.onnx`, int8 by
 `onnxruntime.quantization.quantize_dynamic`), each as exported and after onnxruntime's BERT
 graph optimizer (fused attention, SkipLayerNorm, BiasGelu); attnlens float32 (oneDNN, unpadded)
-and int8 (`attnlens.quantize`). The process keeps freed memory for reuse (`attnlens.allocator`,
+and int8 (`attnlens.inference.quantize`). The process keeps freed memory for reuse (`attnlens.inference.allocator`,
 as the service and CLI do; it helps every PyTorch contender, ONNX Runtime has its own arena);
 `--malloc default` measures without it. ONNX Runtime comes from the `bench` extra:
 
@@ -40,8 +40,8 @@ import torch
 import transformers
 
 from attnlens import DEFAULT_BASE_MODEL, BertForSequenceClassification, load_tokenizer
-from attnlens.allocator import keep_freed_memory
-from attnlens.quantize import quantize_int8
+from attnlens.inference.allocator import keep_freed_memory
+from attnlens.inference.quantize import quantize_int8
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # torch.testing's float32 tolerance: |Δ| <= 1e-5 + 1.3e-6·|reference|. A trained model's logits
@@ -191,7 +191,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="first N sentences only (development)")
     parser.add_argument("--only", nargs="*", default=None, help="contender names to time (reference always)")
     parser.add_argument("--malloc", choices=("tuned", "default"), default="tuned",
-                        help="tuned: keep freed memory for reuse (attnlens.allocator); default: glibc as is")
+                        help="tuned: keep freed memory for reuse (attnlens.inference.allocator); default: glibc as is")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     malloc = "tuned" if args.malloc == "tuned" and keep_freed_memory() else "default"

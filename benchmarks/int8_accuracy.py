@@ -44,7 +44,7 @@ def main() -> int:
     print(f"model {model}, data {args.data} ({results['none']['num_examples']} examples), {args.threads} threads\n")
     print("| path | accuracy (%) | seconds |")
     print("|---|---:|---:|")
-    for mode, label in (("none", "float32"), ("int8", "int8 (attnlens.quantize)")):
+    for mode, label in (("none", "float32"), ("int8", "int8 (attnlens.inference.quantize)")):
         print(f"| {label} | {100 * results[mode]['accuracy']:.2f} | {results[mode]['seconds']:.1f} |")
     verdict = "meets" if drop <= MAX_DROP_POINTS else "MISSES"
     print(f"\nint8 - float32: {-drop:+.2f} points ({verdict} the {MAX_DROP_POINTS}-point bar)")

@@ -75,9 +75,9 @@ class OfflineReference:
         import torch
 
         from attnlens import BertForSequenceClassification, load_tokenizer
-        from attnlens.allocator import keep_freed_memory
+        from attnlens.inference.allocator import keep_freed_memory
         from attnlens.predict import Predictor
-        from attnlens.quantize import apply_quantization
+        from attnlens.inference.quantize import apply_quantization
 
         torch.set_num_threads(threads)
         keep_freed_memory()  # as the service does

@@ -77,14 +77,14 @@ def _serve(connection, cancels, name_or_path: str, revision: str | None, threads
         import torch
 
         from attnlens import load_tokenizer
-        from attnlens.allocator import keep_freed_memory
+        from attnlens.inference.allocator import keep_freed_memory
         from attnlens.explain import explain_batch
         from attnlens.models import load_model
         from attnlens.predict import PredictionCancelled, Predictor
-        from attnlens.quantize import apply_quantization
+        from attnlens.inference.quantize import apply_quantization
 
         torch.set_num_threads(threads)
-        keep_freed_memory()  # reuse activation buffers across batches (attnlens.allocator)
+        keep_freed_memory()  # reuse activation buffers across batches (attnlens.inference.allocator)
         model = load_model(name_or_path, revision=revision).eval()  # BERT or a baseline, by config.json
         tokenizer = load_tokenizer(name_or_path, revision=revision)
         # Predictions from the (optionally int8) model; explanations keep the float32 model,

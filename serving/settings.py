@@ -58,7 +58,7 @@ MODEL_PROCESSES = env_int("ATTNLENS_MODEL_PROCESSES", 1)
 EXPLAIN_PROCESSES = env_int("ATTNLENS_EXPLAIN_PROCESSES", 1)
 EXPLAIN_NICE = env_int("ATTNLENS_EXPLAIN_NICE", 10, minimum=0)
 THREADS = env_int("ATTNLENS_THREADS", max(1, (os.cpu_count() or 1) // (WORKERS * MODEL_PROCESSES)))
-# "int8": predictions from the dynamically quantised model (attnlens.quantize); explanations keep
+# "int8": predictions from the dynamically quantised model (attnlens.inference.quantize); explanations keep
 # the float32 model, since gradient methods need a backward the int8 kernels do not have.
 QUANTIZE = os.environ.get("ATTNLENS_QUANTIZE", "") or "none"
 # Passes of the warm-up (a prediction and an explanation each) that run before /readyz says 200.

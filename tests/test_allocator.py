@@ -1,4 +1,4 @@
-"""attnlens.allocator: after `keep_freed_memory()`, freed activation buffers are reused instead of
+"""attnlens.inference.allocator: after `keep_freed_memory()`, freed activation buffers are reused instead of
 being handed back to the kernel and page-faulted in again. Measured by the process's own
 minor page-fault count, in fresh subprocesses so this test process keeps glibc's defaults.
 
@@ -17,7 +17,7 @@ import pytest
 
 PROBE = """
 import ctypes, ctypes.util, os, random, resource, torch
-from attnlens.allocator import keep_freed_memory
+from attnlens.inference.allocator import keep_freed_memory
 if os.environ.get("PROBE_PIN_GLIBC_DEFAULTS") == "1":
     libc = ctypes.CDLL(ctypes.util.find_library("c"))
     libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD: glibc's initial value, now fixed

@@ -1,7 +1,7 @@
-"""attnlens: BERT sentiment classification with attention-based explanations.
+"""attnlens: sentiment classification with Transformer encoders, with explanations of where the model looked.
 
-The encoder is written from scratch (`attnlens.modeling_bert`) and loads Hugging Face BERT
-checkpoints; `transformers` supplies tokenizers and serves as the reference in tests.
+The encoders (BERT, RoBERTa, DistilBERT) are written from scratch (`attnlens.models`) and load
+Hugging Face checkpoints; `transformers` supplies tokenizers and serves as the reference in tests.
 """
 
 from attnlens.attention import MultiHeadAttention, scaled_dot_product_attention
@@ -15,12 +15,8 @@ from attnlens.errors import (
     InputError,
     ModelNotFoundError,
 )
-from attnlens.modeling_bert import (
-    BertForSequenceClassification,
-    BertModel,
-    BertModelOutput,
-    SequenceClassifierOutput,
-)
+from attnlens.models.bert import BertForSequenceClassification, BertModel
+from attnlens.models.outputs import EncoderOutput, SequenceClassifierOutput
 from attnlens.tokenization import load_tokenizer
 
 __version__ = "0.1.0"
@@ -31,7 +27,7 @@ __all__ = [
     "BertConfig",
     "BertForSequenceClassification",
     "BertModel",
-    "BertModelOutput",
+    "EncoderOutput",
     "CheckpointError",
     "ConfigError",
     "DataError",

@@ -8,7 +8,7 @@ long reviews stops within one layer's work. Asking is throttled (`StopPoll`), so
 does not pay for a call across a pipe.
 
 The model never imports this module: the checks are hooks installed on its layers for one call
-and removed afterwards, whatever happens.
+and removed afterwards, whatever happens, or points the inference engine passes between layers.
 """
 
 from __future__ import annotations
@@ -51,10 +51,14 @@ class StopPoll:
             raise PredictionCancelled(f"stopped {where}")
 
 
+_ACTIVE = threading.local()  # this thread's poll inside `stop_points`, for `layer_boundary`
+
+
 def stop_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
-    """Where a running forward may stop: a BERT's encoder layers, else the model's top-level parts."""
-    layers = getattr(getattr(getattr(model, "bert", None), "encoder", None), "layer", None)
-    return list(layers) if layers is not None else list(model.children())
+    """Where a reference forward may stop: an encoder's layers (the model contract's
+    `transformer_layers`), else the model's top-level parts (the recurrent baselines)."""
+    layers = getattr(model, "transformer_layers", None)
+    return [parts.layer for parts in layers()] if layers is not None else list(model.children())
 
 
 def _first_tensor(values) -> torch.Tensor | None:
@@ -66,14 +70,32 @@ def _first_tensor(values) -> torch.Tensor | None:
     return None
 
 
+def _ask_on_gradient(poll: StopPoll, tensor: torch.Tensor | None, where: str) -> None:
+    if tensor is not None and tensor.requires_grad:
+        tensor.register_hook(lambda grad: poll(where))
+
+
+def layer_boundary(layer: str, hidden: torch.Tensor, *, before: bool) -> None:
+    """Where the inference engine (which runs layers itself, not through their modules) enters
+    (`before`) or leaves a layer: the poll of an enclosing `stop_points` in this thread asks here,
+    and once more where the backward passes the same point."""
+    poll = getattr(_ACTIVE, "poll", None)
+    if poll is None:
+        return
+    poll(f"{'before' if before else 'after'} {layer}")
+    _ask_on_gradient(poll, hidden, f"{'after' if before else 'before'} the backward of {layer}")
+
+
 @contextmanager
 def stop_points(model: torch.nn.Module, poll: StopPoll) -> Iterator[None]:
-    """Within this block, `poll` runs before and after each forward of `stop_modules(model)` and,
-    where autograd runs through them, before and after their backward (hooks on the gradients of
-    their output and input), so no more than one layer's forward or backward runs unchecked.
+    """Within this block, `poll` runs before and after each layer's forward and, where autograd
+    runs through them, before and after their backward, so no more than one layer's forward or
+    backward runs unchecked: through `layer_boundary` when the engine runs the layers, and through
+    hooks on `stop_modules(model)` (forward hooks, and hooks on the gradients of their output and
+    input) when the model's own forward does.
 
-    Nothing is installed without a `should_stop`. The hooks are removed on leaving the block,
-    also when it raises (PredictionCancelled included). They act only in the thread that entered
+    Nothing is installed without a `should_stop`. Everything is removed on leaving the block,
+    also when it raises (PredictionCancelled included). It acts only in the thread that entered
     the block: another thread's call on the same model is not this caller's to stop. (Gradient
     hooks belong to this call's graph alone, whichever thread runs its backward.)
     """
@@ -83,16 +105,12 @@ def stop_points(model: torch.nn.Module, poll: StopPoll) -> Iterator[None]:
     owner = threading.get_ident()
     handles = []
 
-    def ask_on_gradient(tensor: torch.Tensor | None, where: str) -> None:
-        if tensor is not None and tensor.requires_grad:
-            tensor.register_hook(lambda grad: poll(where))
-
     def before_forward(index: int):
         def hook(module, args) -> None:
             if threading.get_ident() != owner:
                 return
             poll(f"before layer {index}")
-            ask_on_gradient(_first_tensor(args), f"after the backward of layer {index}")
+            _ask_on_gradient(poll, _first_tensor(args), f"after the backward of layer {index}")
 
         return hook
 
@@ -101,15 +119,18 @@ def stop_points(model: torch.nn.Module, poll: StopPoll) -> Iterator[None]:
             if threading.get_ident() != owner:
                 return
             poll(f"after layer {index}")
-            ask_on_gradient(_first_tensor(output), f"before the backward of layer {index}")
+            _ask_on_gradient(poll, _first_tensor(output), f"before the backward of layer {index}")
 
         return hook
 
+    outer = getattr(_ACTIVE, "poll", None)
+    _ACTIVE.poll = poll
     try:
         for index, module in enumerate(stop_modules(model)):
             handles.append(module.register_forward_pre_hook(before_forward(index)))
             handles.append(module.register_forward_hook(after_forward(index)))
         yield
     finally:
+        _ACTIVE.poll = outer
         for handle in handles:
             handle.remove()

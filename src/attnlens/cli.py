@@ -35,9 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command in INFERENCE_SUBCOMMANDS:
-        from attnlens.allocator import keep_freed_memory
+        from attnlens.inference.allocator import keep_freed_memory
 
-        keep_freed_memory()  # reuse activation buffers across batches (attnlens.allocator)
+        keep_freed_memory()  # reuse activation buffers across batches (attnlens.inference.allocator)
     try:
         return int(args.func(args) or 0)
     except AttnlensError as error:

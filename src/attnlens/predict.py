@@ -19,6 +19,7 @@ import torch
 from attnlens.cancellation import PredictionCancelled, StopCheck, StopPoll, stop_points
 from attnlens.errors import InputError
 from attnlens.tokenization import tokenize_user_texts
+from attnlens.inference.engine import classify
 
 # PredictionCancelled and StopCheck live in attnlens.cancellation (explanations raise it too).
 __all__ = ["LONG_TEXT_MODES", "LongText", "Prediction", "PredictionCancelled", "Predictor", "StopCheck"]
@@ -102,11 +103,11 @@ class Predictor:
                         **kwargs: Any) -> Predictor:
         """Load model and tokenizer from a folder or Hub repo id (see attnlens' public API).
 
-        `quantize="int8"` predicts with the opt-in int8 model (attnlens.quantize).
+        `quantize="int8"` predicts with the opt-in int8 model (attnlens.inference.quantize).
         """
         from attnlens import load_tokenizer
         from attnlens.models import load_model
-        from attnlens.quantize import apply_quantization
+        from attnlens.inference.quantize import apply_quantization
 
         model = apply_quantization(
             load_model(name_or_path, revision=revision), quantize)
@@ -158,11 +159,8 @@ class Predictor:
                     ids = windows[i].input_ids
                     input_ids[row, : len(ids)] = torch.tensor(ids)
                     attention_mask[row, : len(ids)] = 1
-                logits = self.model(
-                    input_ids.to(self.device),
-                    attention_mask=attention_mask.to(self.device),
-                    token_type_ids=torch.zeros_like(input_ids).to(self.device),
-                ).logits  # (batch, num_labels)
+                logits = classify(self.model, input_ids.to(self.device), attention_mask.to(self.device),
+                                  torch.zeros_like(input_ids).to(self.device))  # (batch, num_labels)
                 probabilities[members] = logits.float().softmax(dim=-1).cpu()
         return probabilities
 

@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--output", default=None, help="also write the JSON to this file")
     parser.add_argument("--quantize", choices=("none", "int8"), default="none",
-                        help="int8: score the dynamically quantised model (attnlens.quantize)")
+                        help="int8: score the dynamically quantised model (attnlens.inference.quantize)")
     parser.set_defaults(func=run)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from attnlens.explain.inputs import EncodedBatch
+from attnlens.inference.engine import classify
 
 
 @torch.no_grad()
@@ -21,5 +22,5 @@ def last_layer_cls_attention(model, batch: EncodedBatch) -> tuple[torch.Tensor, 
         if layer_index == last_layer:
             captured[first] = probs[:, :, 0, :].mean(dim=1)
 
-    logits = model(**batch.model_inputs(), attention_chunk_hook=keep_last, last_layer_cls_only=True).logits
+    logits = classify(model, **batch.model_inputs(), attention_chunk_hook=keep_last, last_layer_cls_only=True)
     return logits, batch.from_chunks(captured)

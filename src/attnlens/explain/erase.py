@@ -12,6 +12,7 @@ from collections.abc import Iterable
 import torch
 
 from attnlens.explain.inputs import EncodedBatch, forward_passes, pad_ids
+from attnlens.inference.engine import classify
 
 
 def pad_token_id(model) -> int:
@@ -53,7 +54,7 @@ def target_probabilities(
     for positions in forward_passes([len(sequences[i]) for i in order], batch_size, tokens_per_pass):
         chunk = [order[p] for p in positions]
         inputs = pad_ids([sequences[i] for i in chunk], pad_id, device)
-        probs = model(**inputs).logits.float().softmax(dim=-1).cpu()
+        probs = classify(model, **inputs).float().softmax(dim=-1).cpu()
         chunk_targets = torch.tensor([targets[i] for i in chunk])
         result[chunk] = probs.gather(1, chunk_targets.unsqueeze(1)).squeeze(1)
     return result

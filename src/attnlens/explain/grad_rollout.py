@@ -6,7 +6,7 @@ logit.
 
 `rule="conservative"` (the default) carries `y` back to the tokens with the conservative backward
 of Ali et al. (2022, "XAI for Transformers: Better Explanations through Conservative
-Propagation"; `attnlens.conservative`): attention weights, LayerNorm scales and the
+Propagation"; `attnlens.explain.conservative`): attention weights, LayerNorm scales and the
 nonlinearities' gates are held constant, so each token's gradient × input at the first layer's
 input is its share of `y`. Layer by layer, the edge from key j to query i of head h carries
 `A_ij · ∂y/∂A_ij` (Chefer's gradient × attention, signed and per head) and the residual carries
@@ -42,7 +42,7 @@ layer's input, but with attention, norms and gates constant it has no softmax, L
 derivative to compute, only products. The forward runs on the packed real tokens and computes the
 last layer for [CLS] only (`last_layer_cls_only`), attention runs a few examples at a time
 (`attention_chunk_hook`) so each chunk's map and its gradient are read from cache, and the
-products keep inference's packed kernels (`attnlens.kernels.input_gradients_only`). Faithfulness
+products keep inference's packed kernels (`attnlens.inference.kernels.input_gradients_only`). Faithfulness
 and cost: docs/benchmarks.md, Explanation faithfulness and Explanation cost; how the rules were
 chosen: docs/experiments.md, Explanations.
 """
@@ -51,11 +51,13 @@ from __future__ import annotations
 
 import torch
 
-from attnlens.conservative import conservative_backward
+from attnlens.explain.conservative import CONSERVATIVE
 from attnlens.errors import InputError
 from attnlens.explain.inputs import EncodedBatch
 from attnlens.explain.targets import resolve_targets
-from attnlens.kernels import input_gradients_only
+from attnlens.inference.engine import classify
+from attnlens.inference.kernels import input_gradients_only
+from attnlens.models.contract import TransformerClassifier
 
 RULES = ("conservative", "chefer", "deletion")
 
@@ -129,14 +131,14 @@ def gradient_weighted_rollout(
     def require_grad(module, inputs, output: torch.Tensor) -> torch.Tensor:
         return _graph_input(output)
 
-    handle = _embeddings(model).LayerNorm.register_forward_hook(require_grad)
+    handle = _embeddings(model).register_forward_hook(require_grad)
     try:
         # The service may call us under no_grad or inference_mode; this method needs autograd.
         # Only activations are differentiated, so the products keep inference's packed kernels.
         with torch.inference_mode(False), torch.enable_grad(), input_gradients_only():
             # Only the logits and the last layer's [CLS] row are read: in eval mode the forward
             # then skips padding and the last layer's other rows, and so does the backward.
-            logits = model(**batch.model_inputs(), attention_chunk_hook=capture, last_layer_cls_only=True).logits
+            logits = classify(model, **batch.model_inputs(), attention_chunk_hook=capture, last_layer_cls_only=True)
             targets = resolve_targets(logits.detach(), target)
             first_layer = min(layer for layer, _ in probs_by_layer)
             first_maps = {first: probs for (layer, first), probs in probs_by_layer.items() if layer == first_layer}
@@ -158,16 +160,16 @@ def gradient_weighted_rollout(
 
 
 def _embeddings(model):
-    embeddings = getattr(getattr(model, "bert", None), "embeddings", None)
-    if embeddings is None:
-        raise InputError(f"{type(model).__name__} has no transformer attention maps: grad_rollout needs a BERT")
-    return embeddings
+    if not isinstance(model, TransformerClassifier):
+        raise InputError(f"{type(model).__name__} has no transformer attention maps: grad_rollout needs a "
+                         "Transformer encoder (BERT, RoBERTa, DistilBERT)")
+    return model.embeddings
 
 
 def _graph_input(output: torch.Tensor) -> torch.Tensor:
     """The embeddings' output as a graph input. A model whose weights were frozen (a common serving
     habit) would give activations without a graph; making the embeddings a graph input restores
-    it. Hooks sit on the embeddings' LayerNorm, which the packed (unpadded) forward calls too."""
+    it. Hooks sit on the embedding module, which the engine calls in every layout."""
     return output if output.requires_grad else output.detach().requires_grad_()
 
 
@@ -180,16 +182,15 @@ def conservative_relevance(model, batch: EncodedBatch, target=None) -> tuple[tor
         captured.append(_graph_input(output))
         return captured[-1]
 
-    handle = _embeddings(model).LayerNorm.register_forward_hook(capture)
+    handle = _embeddings(model).register_forward_hook(capture)
     try:
-        with (torch.inference_mode(False), torch.enable_grad(), input_gradients_only(),
-              conservative_backward()):
+        with torch.inference_mode(False), torch.enable_grad(), input_gradients_only():
             # Only the logits are read, so the forward runs packed and [CLS]-only in the last layer.
             # The chunk hook reads nothing; it routes attention through the explicit softmax, whose
             # backward with constant weights is one product with Aᵀ, where the fused kernel's
             # would compute query and key gradients only to drop them.
-            logits = model(**batch.model_inputs(), last_layer_cls_only=True,
-                           attention_chunk_hook=lambda *_: None).logits
+            logits = classify(model, **batch.model_inputs(), last_layer_cls_only=True,
+                              attention_chunk_hook=lambda *_: None, rule=CONSERVATIVE)
             targets = resolve_targets(logits.detach(), target)
             (grad,) = torch.autograd.grad(target_log_odds(logits, targets).sum(), captured)
     finally:

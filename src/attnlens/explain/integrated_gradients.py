@@ -20,7 +20,8 @@ from attnlens.errors import InputError
 from attnlens.explain.erase import pad_token_id
 from attnlens.explain.inputs import EncodedBatch, forward_passes
 from attnlens.explain.targets import resolve_targets
-from attnlens.kernels import input_gradients_only
+from attnlens.inference.kernels import input_gradients_only
+from attnlens.inference.engine import classify
 
 DEFAULT_STEPS = 32
 # Padded tokens per forward + backward pass (at least one text at one step per pass). A pass
@@ -48,21 +49,19 @@ def integrated_gradients(
     _positive_int("n_steps", n_steps)
     _positive_int("tokens_per_pass", tokens_per_pass)
     with torch.inference_mode(False), torch.no_grad():
-        logits = model(**batch.model_inputs()).logits
+        logits = classify(model, **batch.model_inputs())
     targets = resolve_targets(logits, target)
 
     def target_logits(input_ids, attention_mask, token_type_ids):
-        # Captum evaluates some passes under no_grad, where the model may take its packed
-        # (unpadded) inference path and the embedding output changes shape; keep the padded one.
+        # Captum evaluates some passes under no_grad, where the engine would take its packed
+        # layout and the embedding output would change shape; keep the padded one.
         with torch.enable_grad():
-            return model(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
+            return classify(model, input_ids, attention_mask, token_type_ids, unpad=False)
 
     from captum.attr import LayerIntegratedGradients  # heavy; only this method needs it
 
     pad_id = pad_token_id(model)
-    # BERT's word embeddings, or a baseline's (attnlens.baselines expose get_input_embeddings()).
-    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else model.bert.embeddings.word_embeddings
-    explainer = LayerIntegratedGradients(target_logits, embeddings)
+    explainer = LayerIntegratedGradients(target_logits, model.get_input_embeddings())  # the model contract
     scores = torch.zeros(batch.input_ids.shape, dtype=torch.float32, device=batch.input_ids.device)
     for rows in forward_passes(batch.lengths, max_tokens=tokens_per_pass):
         group = batch if len(rows) == len(batch) else batch.select(rows)

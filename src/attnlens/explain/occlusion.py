@@ -17,6 +17,7 @@ from attnlens.errors import InputError
 from attnlens.explain.erase import ids_without_words, pad_token_id, target_probabilities, words_in_order
 from attnlens.explain.inputs import EncodedBatch
 from attnlens.explain.targets import resolve_targets
+from attnlens.inference.engine import classify
 
 # Padded tokens per forward pass over the occluded copies (at least one copy per pass).
 OCCLUSION_TOKENS_PER_PASS = 8192
@@ -33,7 +34,7 @@ def leave_one_word_out(
     (a [CLS] [SEP] row) has nothing to occlude and gets zeros."""
     if isinstance(tokens_per_pass, bool) or not isinstance(tokens_per_pass, int) or tokens_per_pass < 1:
         raise InputError(f"tokens_per_pass={tokens_per_pass!r} must be a positive integer")
-    logits = model(**batch.model_inputs()).logits
+    logits = classify(model, **batch.model_inputs())
     targets = resolve_targets(logits, target).tolist()
     full = logits.float().softmax(dim=-1).cpu()
     pad_id = pad_token_id(model)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from attnlens.explain.inputs import EncodedBatch
+from attnlens.inference.engine import classify
 
 
 def _with_residual(probs: torch.Tensor) -> torch.Tensor:
@@ -39,7 +40,7 @@ def attention_rollout(model, batch: EncodedBatch) -> tuple[torch.Tensor, torch.T
 
     # The [CLS] row of the product needs only the last layer's [CLS] row, so that layer computes
     # just that row, as the plain inference forward does.
-    logits = model(**batch.model_inputs(), attention_chunk_hook=accumulate, last_layer_cls_only=True).logits
+    logits = classify(model, **batch.model_inputs(), attention_chunk_hook=accumulate, last_layer_cls_only=True)
     return logits, batch.from_chunks({first: rollout[:, 0] for first, rollout in rollouts.items()})
 
 

@@ -30,9 +30,9 @@ def evaluate_saved_model(
 ) -> dict[str, Any]:
     """Metrics of `model_dir` on `data`; labels are read against the model's own `id2label`.
 
-    `quantize="int8"` scores the opt-in int8 model (attnlens.quantize) instead of float32.
+    `quantize="int8"` scores the opt-in int8 model (attnlens.inference.quantize) instead of float32.
     """
-    from attnlens.quantize import apply_quantization
+    from attnlens.inference.quantize import apply_quantization
 
     model = apply_quantization(load_model(model_dir), quantize)
     tokenizer = load_tokenizer(model_dir)

@@ -32,6 +32,8 @@ import torch
 from torch import nn
 
 from attnlens.errors import ConfigError
+from attnlens.inference.engine import FUSED_QKV_ATTRIBUTE
+from attnlens.models.contract import PostLNLayerParts, TransformerClassifier
 
 QUANTIZE_MODES: tuple[str, ...] = ("none", "int8")
 
@@ -98,7 +100,7 @@ class Int8Linear(nn.Module):
     module docstring).
     """
 
-    fuses_gelu = True  # forward(x, gelu=True) computes GELU(x Wᵀ + b); see attnlens.kernels.linear
+    fuses_gelu = True  # forward(x, gelu=True) computes GELU(x Wᵀ + b); see attnlens.inference.kernels.linear
 
     def __init__(self, linear: nn.Linear, *, reduce_range: bool | None = None,
                  backend: str | None = None) -> None:
@@ -171,9 +173,9 @@ def _quantize_linears(module: nn.Module) -> nn.Module:
     return module
 
 
-def _stacked_qkv(attention: nn.Module) -> nn.Linear:
-    """A float32 nn.Linear computing [query | key | value] of one BertSelfAttention."""
-    projections = (attention.query, attention.key, attention.value)
+def _stacked_qkv(parts: PostLNLayerParts) -> nn.Linear:
+    """A float32 nn.Linear computing [query | key | value] of one layer."""
+    projections = (parts.query, parts.key, parts.value)
     stacked = nn.Linear(projections[0].in_features, sum(p.out_features for p in projections))
     with torch.no_grad():
         stacked.weight.copy_(torch.cat([p.weight for p in projections]))
@@ -182,15 +184,16 @@ def _stacked_qkv(attention: nn.Module) -> nn.Linear:
 
 
 def quantize_int8(model: nn.Module) -> nn.Module:
-    """An int8 copy of a BertForSequenceClassification / BertModel (the input is left untouched)."""
-    from attnlens.modeling_bert import BertSelfAttention
-
+    """An int8 copy of a Transformer classifier (the input is left untouched): every encoder
+    layer's products in int8, plus its query, key and value stacked into one product the engine
+    uses (kept beside the layer's modules, not among them, so the state dict is unchanged)."""
+    if not isinstance(model, TransformerClassifier):
+        raise ConfigError(f"quantize=int8 applies to Transformer encoders, not {type(model).__name__}")
     quantized = copy.deepcopy(model).eval()
-    encoder = quantized.bert.encoder if hasattr(quantized, "bert") else quantized.encoder
-    for module in encoder.modules():
-        if isinstance(module, BertSelfAttention):
-            module.fused_qkv = _stacked_qkv(module)
-    _quantize_linears(encoder)
+    for parts in quantized.transformer_layers():
+        fused_qkv = Int8Linear(_stacked_qkv(parts))
+        _quantize_linears(parts.layer)
+        parts.layer.__dict__[FUSED_QKV_ATTRIBUTE] = fused_qkv
     quantized.quantization = "int8"
     return quantized
 

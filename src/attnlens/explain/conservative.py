@@ -1,4 +1,4 @@
-"""Conservative propagation through BERT (Ali et al., 2022, "XAI for Transformers: Better
+"""Conservative propagation through a Transformer encoder (Ali et al., 2022, "XAI for Transformers: Better
 Explanations through Conservative Propagation"): one backward pass whose gradient × input is a
 relevance that flows through every attention edge in proportion to its weight.
 
@@ -10,44 +10,26 @@ docs/experiments.md, Explanations). Ali et al. show that treating
 exactly those parts as constants in the backward restores conservation, as layer-wise relevance
 propagation (LRP) demands.
 
-Within `conservative_backward()` (this thread only) every forward value is unchanged (GELU runs
-apart from its product instead of fused into it, a rounding-level difference), and the backward
-treats as constants:
+`CONSERVATIVE` is a backward rule (`attnlens.inference.rules`) the engine applies for one call:
+every forward value is unchanged (GELU runs apart from its product instead of fused into it, a
+rounding-level difference), and the backward treats as constants:
 
 - the attention weights: the gradient reaches the values only, through `Aᵀ`, so a token's
   relevance is what every query reads from it, weighted by how much that reading matters;
 - LayerNorm's `1/σ` (its centring stays, a linear map);
-- each elementwise nonlinearity `f` (GELU, the pooler's tanh) as the gate `f(z)/z`, the
+- each elementwise nonlinearity `f` (GELU, the heads' tanh or ReLU) as the gate `f(z)/z`, the
   identity rule of AttnLRP (Achtibat et al., 2024).
 
 Given those constants the network is linear in its input plus its biases, so for a model without
 biases `Σ_tokens h·∂y/∂h = y` exactly (a test checks it), and with them the biases take their share.
-For explanations only: inside the block LayerNorm and the gated activations give their weights no
-gradient, so never train inside it.
+For explanations only: under the rule LayerNorm and the gated activations give their weights no
+gradient. The model never imports this module; the engine routes its non-linear steps here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import torch
 from torch import Tensor, nn
-
-from attnlens.thread_mode import ThreadMode
-
-_MODE = ThreadMode()
-
-
-@contextmanager
-def conservative_backward() -> Iterator[None]:
-    """Within this block (this thread only), the model's backward is conservative (see module)."""
-    with _MODE.entered():
-        yield
-
-
-def active() -> bool:
-    return _MODE.active()
 
 
 class _ConstantGate(torch.autograd.Function):
@@ -82,23 +64,23 @@ class _ConstantScaleLayerNorm(torch.autograd.Function):
         return scaled - scaled.mean(dim=-1, keepdim=True), None, None, None
 
 
-def activation(function, pre_activation: Tensor) -> Tensor:
-    """`function(pre_activation)`, whose backward under `conservative_backward` is that of the
-    constant gate f(z)/z (weights get no gradient through it)."""
-    if active() and pre_activation.requires_grad:
-        return _ConstantGate.apply(pre_activation, function)
-    return function(pre_activation)
+class ConservativeRule:
+    """The backward rule of Ali et al. (see the module docstring), for `attnlens.inference.engine.classify`."""
+
+    def attention_inputs(self, query: Tensor, key: Tensor) -> tuple[Tensor, Tensor]:
+        """Queries and keys cut from the graph: the weights they make are constants of the
+        backward, and the gradient reaches only the values."""
+        return query.detach(), key.detach()
+
+    def layer_norm(self, module: nn.LayerNorm, x: Tensor) -> Tensor:
+        if x.requires_grad:
+            return _ConstantScaleLayerNorm.apply(x, module.weight, module.bias, module.eps)
+        return module(x)
+
+    def activation(self, module: nn.Module, pre_activation: Tensor) -> Tensor:
+        if pre_activation.requires_grad:
+            return _ConstantGate.apply(pre_activation, module)
+        return module(pre_activation)
 
 
-def layer_norm(module: nn.LayerNorm, x: Tensor) -> Tensor:
-    """`module(x)`, whose backward under `conservative_backward` holds `1/σ` constant (the
-    weight and bias get no gradient then)."""
-    if active() and x.requires_grad:
-        return _ConstantScaleLayerNorm.apply(x, module.weight, module.bias, module.eps)
-    return module(x)
-
-
-def constant_attention(query: Tensor, key: Tensor) -> tuple[Tensor, Tensor]:
-    """Queries and keys cut from the graph under `conservative_backward`: the weights they make
-    are then constants of the backward, and the gradient reaches only the values."""
-    return (query.detach(), key.detach()) if active() else (query, key)
+CONSERVATIVE = ConservativeRule()

@@ -1,6 +1,6 @@
 """True unpadding: keep a padded batch's real tokens as one packed (tokens, width) tensor.
 
-Everything in a BERT layer except attention works token by token (projections, feed-forward,
+Everything in a Transformer layer except attention works token by token (projections, feed-forward,
 LayerNorm, residuals), so those run on the packed tensor and no FLOP is spent on padding; only
 attention needs the (batch, seq) layout, and the packed tensor is scattered into it for that
 and gathered back afterwards. With batches in file order, SST-2 batches are about half padding.

@@ -15,10 +15,9 @@ backward, so callers use it only when autograd is off (`fast_kernels_apply`), or
 weights, and there the product gets a backward for its input alone (the same packed kernel, with
 the transposed weight packed once too), cheaper each way than `F.linear`'s MKL path.
 
-Another summation order is not bit-identical, and over six post-LN layers of 512 tokens a few
-intermediate activations drift up to ~2e-5 from `transformers`' (logits stay within ~1e-6).
-Callers that ask for hidden states or attention maps are usually comparing layer by layer, so
-`reference_kernels()` gives them `F.linear`, bit-identical to `transformers` eager.
+The reference models (`attnlens.models`) never use these kernels: they compute with `F.linear`
+exactly as `transformers` eager does, so the parity tests compare them bit for bit; the engine
+(`attnlens.inference.engine`) is tested equal to them at float32 rounding.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnlens.thread_mode import ThreadMode
+from attnlens.inference.thread_mode import ThreadMode
 
 _CACHE_ATTRIBUTE = "_attnlens_packed_linear"
 
@@ -42,15 +41,7 @@ def _onednn_available() -> bool:
 
 
 ONEDNN_AVAILABLE = _onednn_available()
-_REFERENCE = ThreadMode()  # per thread: the service runs model calls on worker threads
-_INPUT_GRADIENTS = ThreadMode()
-
-
-@contextmanager
-def reference_kernels() -> Iterator[None]:
-    """Within this block (this thread only), products use `F.linear` exactly as `transformers` does."""
-    with _REFERENCE.entered():
-        yield
+_INPUT_GRADIENTS = ThreadMode()  # per thread: the service runs model calls on worker threads
 
 
 @contextmanager
@@ -69,7 +60,6 @@ def input_gradients_only() -> Iterator[None]:
 def fast_kernels_apply(x: Tensor) -> bool:
     """True when the packed oneDNN kernels may replace `F.linear` for input `x`."""
     return (ONEDNN_AVAILABLE and x.device.type == "cpu" and x.dtype == torch.float32
-            and not _REFERENCE.active()
             and (not torch.is_grad_enabled() or _INPUT_GRADIENTS.active()))
 
 

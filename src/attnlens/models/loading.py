@@ -1,10 +1,4 @@
-"""One entry point that loads any saved attnlens classifier: BERT or one of the baselines.
-
-The folder's `config.json` says what it holds (`model_type`): "bert" (or none, as in older
-checkpoints) loads `BertForSequenceClassification`, "attnlens_birnn_attention" and "attnlens_han"
-load the baselines. Every place that loads a model folder (predict, service, explain, evaluate)
-calls this, so a new architecture is added here once.
-"""
+"""Loading and saving models (bridge: checkpoint.py and models.py move here)."""
 
 from __future__ import annotations
 
@@ -12,10 +6,11 @@ from pathlib import Path
 
 from torch import nn
 
+from attnlens.checkpoint import load_pretrained, save_pretrained
 from attnlens.errors import ConfigError
 from attnlens.hub import resolve_model_dir
 
-ARCHITECTURES = ("bert", "birnn_attention", "han")
+__all__ = ["load_model", "load_pretrained", "model_type_of", "save_pretrained"]
 
 
 def model_type_of(folder: str | Path) -> str:
@@ -26,10 +21,8 @@ def model_type_of(folder: str | Path) -> str:
 
 def load_model(name_or_path: str | Path, *, revision: str | None = None,
                local_files_only: bool | None = None, **bert_kwargs) -> nn.Module:
-    """The classifier saved in a folder or Hub repo, in eval mode; `bert_kwargs` go to BERT only
-    (num_labels / id2label to put a fresh head on a base model)."""
     from attnlens.baselines import MODEL_CLASSES
-    from attnlens.modeling_bert import BertForSequenceClassification
+    from attnlens.models.bert import BertForSequenceClassification
 
     folder = resolve_model_dir(name_or_path, revision=revision, local_files_only=local_files_only)
     model_type = model_type_of(folder)
