@@ -14,7 +14,7 @@ import pytest
 import torch
 import transformers
 
-import attnlens.unpadding
+import attnlens.inference.packing
 from attnlens import BertConfig, BertForSequenceClassification, InputError
 from attnlens.explain.grad_rollout import gradient_weighted_rollout
 from attnlens.explain.inputs import encode_texts
@@ -44,7 +44,7 @@ def chunking(request, monkeypatch, model, batch):
     budget = {"one chunk": None, "each alone": 1,
               "a padded pair and one alone": 2 * heads * max(batch.lengths[:2]) ** 2}[request.param]
     if budget is not None:
-        monkeypatch.setattr(attnlens.unpadding, "CHUNK_MAP_ELEMENTS", budget)
+        monkeypatch.setattr(attnlens.inference.packing, "CHUNK_MAP_ELEMENTS", budget)
     assert batch.lengths[0] != batch.lengths[1]  # so the pair really is padded
     return request.param
 
@@ -188,15 +188,22 @@ def test_conservative_rule_conserves_the_log_odds_of_a_model_without_biases(mode
 
 
 def test_conservative_backward_leaves_every_forward_value_unchanged(model, batch):
-    from attnlens.conservative import conservative_backward
+    """The rule changes the backward only: under autograd the engine with it gives the reference
+    model's logits and every layer's attention maps."""
+    from attnlens.explain.conservative import CONSERVATIVE
+    from attnlens.inference.engine import classify
 
     with torch.no_grad():
-        expected = model(**batch.model_inputs(), output_hidden_states=True)
-    with torch.enable_grad(), conservative_backward():
-        out = model(**batch.model_inputs(), output_hidden_states=True)
-    torch.testing.assert_close(out.logits, expected.logits, rtol=0, atol=1e-6)
-    for ours, reference in zip(out.hidden_states, expected.hidden_states, strict=True):
-        torch.testing.assert_close(ours, reference, rtol=0, atol=1e-5)
+        expected = model(**batch.model_inputs(), output_attentions=True)
+    maps = {}
+    with torch.enable_grad():
+        logits = classify(model, **batch.model_inputs(), rule=CONSERVATIVE,
+                          attention_hook=lambda layer, probs: maps.__setitem__(layer, probs.detach()))
+    assert logits.requires_grad
+    torch.testing.assert_close(logits, expected.logits, rtol=0, atol=1e-6)
+    real = batch.attention_mask.bool()[:, None, :, None]  # rows of real queries
+    for layer, reference in enumerate(expected.attentions):
+        torch.testing.assert_close(maps[layer] * real, reference * real, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("target", [None, 0, 1])

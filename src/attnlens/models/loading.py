@@ -10,7 +10,9 @@ from attnlens.checkpoint import load_pretrained, save_pretrained
 from attnlens.errors import ConfigError
 from attnlens.hub import resolve_model_dir
 
-__all__ = ["load_model", "load_pretrained", "model_type_of", "save_pretrained"]
+__all__ = ["ARCHITECTURES", "load_model", "load_pretrained", "model_type_of", "save_pretrained"]
+
+ARCHITECTURES = ("bert", "birnn_attention", "han")
 
 
 def model_type_of(folder: str | Path) -> str:
