@@ -25,6 +25,7 @@ from attnlens import BertForSequenceClassification, load_tokenizer
 from attnlens.explain.grad_rollout import gradient_weighted_rollout
 from attnlens.explain.inputs import encode_texts
 from attnlens.explain.rollout import attention_rollout
+from attnlens.inference.engine import classify
 
 
 def main() -> None:
@@ -50,20 +51,20 @@ def main() -> None:
 
     @torch.no_grad()
     def forward(b):
-        model(**b.model_inputs())
+        classify(model, **b.model_inputs())
 
     @torch.no_grad()
     def forward_padded(b):
-        model.classifier(model.bert(**b.model_inputs()).pooler_output)
+        model(**b.model_inputs())  # the reference model
 
     @torch.no_grad()
     def forward_with_hook(b):
-        model(**b.model_inputs(), attention_hook=lambda layer, probs: None)
+        classify(model, **b.model_inputs(), attention_hook=lambda layer, probs: None)
 
     @torch.no_grad()
     def forward_with_chunk_hook(b):
-        model(**b.model_inputs(), attention_chunk_hook=lambda layer, first, probs: None,
-              last_layer_cls_only=True)
+        classify(model, **b.model_inputs(), attention_chunk_hook=lambda layer, first, probs: None,
+                 last_layer_cls_only=True)
 
     runs = {
         "forward": forward,

@@ -41,6 +41,7 @@ import transformers
 
 from attnlens import DEFAULT_BASE_MODEL, BertForSequenceClassification, load_tokenizer
 from attnlens.inference.allocator import keep_freed_memory
+from attnlens.inference.engine import classify
 from attnlens.inference.quantize import quantize_int8
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -100,8 +101,8 @@ def torch_contenders(model_dir: str, ours: BertForSequenceClassification) -> dic
         "transformers eager": (lambda b: references["eager"](**tensors(b)).logits, True),
         "transformers sdpa": (lambda b: references["sdpa"](**tensors(b)).logits, True),
         "PyTorch dynamic int8 (transformers sdpa)": (lambda b: torch_int8(**tensors(b)).logits, False),
-        "attnlens fp32": (lambda b: ours(b["input_ids"], b["attention_mask"], b["token_type_ids"]).logits, True),
-        "attnlens int8": (lambda b: ours_int8(b["input_ids"], b["attention_mask"], b["token_type_ids"]).logits,
+        "attnlens fp32": (lambda b: classify(ours, b["input_ids"], b["attention_mask"], b["token_type_ids"]), True),
+        "attnlens int8": (lambda b: classify(ours_int8, b["input_ids"], b["attention_mask"], b["token_type_ids"]),
                           False),
     }
 

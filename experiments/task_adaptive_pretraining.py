@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from attnlens.defaults import DEFAULT_BASE_MODEL
-from attnlens.modeling_bert import BertModel
+from attnlens.models.bert import BertModel
 from attnlens.tokenization import load_tokenizer
 from attnlens.training.batching import LengthGroupedSampler, PaddingCollator
 from attnlens.training.config import TrainingConfig

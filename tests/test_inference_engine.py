@@ -22,7 +22,7 @@ from attnlens.checkpoint import load_weights
 from attnlens.errors import ConfigError
 from attnlens.inference.engine import FUSED_QKV_ATTRIBUTE, classify
 from attnlens.inference.kernels import ONEDNN_AVAILABLE, input_gradients_only
-from attnlens.predict import Predictor
+from attnlens.inference.packing import MIN_PADDING_TO_UNPAD, Packing
 from attnlens.inference.quantize import (
     Int8Linear,
     apply_quantization,
@@ -30,7 +30,7 @@ from attnlens.inference.quantize import (
     quantize_activations,
     quantize_int8,
 )
-from attnlens.inference.packing import MIN_PADDING_TO_UNPAD, Packing
+from attnlens.predict import Predictor
 from tests.conftest import SHARED_DATA, save_hf_classifier, tiny_hf_config
 
 ATOL = 1e-5

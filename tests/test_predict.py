@@ -8,11 +8,10 @@ import os
 import time
 
 import pytest
-
-import attnlens.predict
 import torch
 from service_harness import save_tiny_classifier
 
+import attnlens.predict
 from attnlens import BertForSequenceClassification, load_tokenizer
 from attnlens.cancellation import STOP_POLL_INTERVAL_S
 from attnlens.cli import main

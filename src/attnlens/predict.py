@@ -18,8 +18,8 @@ import torch
 
 from attnlens.cancellation import PredictionCancelled, StopCheck, StopPoll, stop_points
 from attnlens.errors import InputError
-from attnlens.tokenization import tokenize_user_texts
 from attnlens.inference.engine import classify
+from attnlens.tokenization import tokenize_user_texts
 
 # PredictionCancelled and StopCheck live in attnlens.cancellation (explanations raise it too).
 __all__ = ["LONG_TEXT_MODES", "LongText", "Prediction", "PredictionCancelled", "Predictor", "StopCheck"]
@@ -106,8 +106,8 @@ class Predictor:
         `quantize="int8"` predicts with the opt-in int8 model (attnlens.inference.quantize).
         """
         from attnlens import load_tokenizer
-        from attnlens.models import load_model
         from attnlens.inference.quantize import apply_quantization
+        from attnlens.models import load_model
 
         model = apply_quantization(
             load_model(name_or_path, revision=revision), quantize)

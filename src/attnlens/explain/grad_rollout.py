@@ -51,8 +51,8 @@ from __future__ import annotations
 
 import torch
 
-from attnlens.explain.conservative import CONSERVATIVE
 from attnlens.errors import InputError
+from attnlens.explain.conservative import CONSERVATIVE
 from attnlens.explain.inputs import EncodedBatch
 from attnlens.explain.targets import resolve_targets
 from attnlens.inference.engine import classify
