@@ -73,6 +73,11 @@ class LabelledConfig:
     def label2id(self) -> dict[str, int]:
         return {name: index for index, name in self.id2label.items()}
 
+    @property
+    def max_tokens(self) -> int:
+        """The longest input the model takes (its position table's size, unless a family says otherwise)."""
+        return self.max_position_embeddings
+
 
 @dataclass
 class BertConfig(LabelledConfig):
@@ -100,11 +105,6 @@ class BertConfig(LabelledConfig):
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ derived values
-    @property
-    def max_tokens(self) -> int:
-        """The longest input the position embeddings cover."""
-        return self.max_position_embeddings
-
     # ------------------------------------------------------------------ checks
     def validate(self, source: str = "config") -> None:
         """Refuse shapes that cannot work and settings this encoder does not implement."""

@@ -71,7 +71,7 @@ class Predictor:
     ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
-        model_max = int(model.config.max_position_embeddings)
+        model_max = int(model.config.max_tokens)
         tokenizer_max = getattr(tokenizer, "model_max_length", model_max) or model_max
         # Tokenizers without a limit report a huge sentinel (1e30); the position table is the
         # real limit.

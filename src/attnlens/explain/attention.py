@@ -15,7 +15,7 @@ from attnlens.inference.engine import classify
 @torch.no_grad()
 def last_layer_cls_attention(model, batch: EncodedBatch) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (logits, scores (batch, seq)) from one forward pass, keeping only the last layer's map."""
-    last_layer = model.config.num_hidden_layers - 1
+    last_layer = len(model.transformer_layers()) - 1
     captured: dict[int, torch.Tensor] = {}  # first example of a chunk -> (chunk, length)
 
     def keep_last(layer_index: int, first: int, probs: torch.Tensor) -> None:

@@ -144,13 +144,13 @@ class EncodedBatch:
 
 def resolve_max_length(model, max_length: int | None) -> int:
     """The caller's limit, or the model's position table size; never longer than the model reads."""
-    limit = int(model.config.max_position_embeddings)
+    limit = int(model.config.max_tokens)
     if max_length is None:
         return limit
     if not isinstance(max_length, int) or isinstance(max_length, bool):
         raise InputError(f"max_length must be an integer, got {max_length!r}")
     if max_length < MIN_LENGTH or max_length > limit:
-        raise InputError(f"max_length={max_length} is outside [{MIN_LENGTH}, {limit}] (the model's max_position_embeddings)")
+        raise InputError(f"max_length={max_length} is outside [{MIN_LENGTH}, {limit}] (the model's limit)")
     return max_length
 
 

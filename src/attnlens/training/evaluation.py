@@ -38,7 +38,7 @@ def evaluate_saved_model(
     tokenizer = load_tokenizer(model_dir)
     label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     examples = load_examples(data, split, dataset_config, text_column, label_column, label_names)
-    max_length = min(max_length, model.config.max_position_embeddings)
+    max_length = min(max_length, model.config.max_tokens)
     tokenized = tokenize_examples(examples, tokenizer, max_length)
     loader = DataLoader(
         tokenized.with_format(columns=["input_ids", "labels"]),

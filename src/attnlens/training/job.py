@@ -135,7 +135,7 @@ def build_model(config: JobConfig) -> nn.Module:
 
 
 def effective_max_length(config: JobConfig, model: BertForSequenceClassification) -> int:
-    return min(config.model.max_length, model.config.max_position_embeddings)
+    return min(config.model.max_length, model.config.max_tokens)
 
 
 def tokenize_datasets(

@@ -1,4 +1,4 @@
-"""AdamW with the usual BERT parameter groups, and a linear warm-up/decay schedule."""
+"""AdamW with the usual BERT-family parameter groups, and a linear warm-up/decay schedule."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ def is_decayed(name: str, parameter: nn.Parameter) -> bool:
     return parameter.ndim >= 2 and "LayerNorm" not in name and not name.endswith(".bias")
 
 
-_ENCODER_LAYER = re.compile(r"(?:^|\.)encoder\.layer\.(\d+)\.")
+# BERT and RoBERTa name their layers encoder.layer.{i}, DistilBERT transformer.layer.{i}.
+_ENCODER_LAYER = re.compile(r"(?:^|\.)(?:encoder|transformer)\.layer\.(\d+)\.")
 
 
 def layer_depth(name: str, num_layers: int) -> int:
@@ -34,7 +35,8 @@ def build_optimizer(model: nn.Module, training: TrainingConfig) -> torch.optim.A
     learning rate `decay ** (distance from the top)` times the configured one: the lower layers,
     whose general features fine-tuning should keep, move less than the new classifier on top."""
     decay = training.layerwise_lr_decay
-    num_layers = getattr(getattr(model, "config", None), "num_hidden_layers", 0)
+    layers = getattr(model, "transformer_layers", None)  # the model contract; the baselines have none
+    num_layers = len(layers()) if layers is not None else 0
     groups: dict[tuple[int, bool], dict] = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
