@@ -5,10 +5,11 @@ Sentences per second of the MiniLM classifier (float32 and int8) over SST-2 vali
 rollout) as a multiple of the forward pass, for this checkout's code ("new") and for BASE's
 ("old", a `git worktree` in a temporary folder). Each measurement runs in a fresh child process
 that imports only one version of attnlens; old and new children alternate, so drifting machine
-load hits both alike, and the table reports the median of `--rounds` (ratio new / old).
+load hits both alike. A child times each measure `--passes` times and keeps the median; the table
+reports the median over `--rounds` children (ratio new / old).
 Weights, head (seeded), batches and threads are the same for both.
 
-    python benchmarks/engine_regression.py [--base 122c5fe] [--rounds 3] [--threads 2]
+    python benchmarks/engine_regression.py [--base 122c5fe] [--rounds 3] [--passes 5] [--threads 2]
 """
 
 from __future__ import annotations
@@ -58,10 +59,13 @@ int8 = quantize_int8(model)
 def rate(run, data):
     for b in data[:3]:
         run(b)
-    start = time.perf_counter()
-    for b in data:
-        run(b)
-    return len(texts) / (time.perf_counter() - start)
+    seconds = []
+    for _ in range(int(sys.argv[4])):
+        start = time.perf_counter()
+        for b in data:
+            run(b)
+        seconds.append(time.perf_counter() - start)
+    return sum(len(b.lengths) for b in data) / sorted(seconds)[len(seconds) // 2]
 forward = lambda m: (lambda b: classify(m, **b.model_inputs()))
 results = {}
 with torch.inference_mode():
@@ -78,8 +82,8 @@ print(json.dumps(results))
 '''
 
 
-def measure(src: Path, data: Path, threads: int) -> dict[str, float]:
-    out = subprocess.run([sys.executable, "-c", CHILD, str(src), str(data), str(threads)],
+def measure(src: Path, data: Path, threads: int, passes: int) -> dict[str, float]:
+    out = subprocess.run([sys.executable, "-c", CHILD, str(src), str(data), str(threads), str(passes)],
                          capture_output=True, text=True, timeout=1800, check=False)
     if out.returncode != 0:
         raise SystemExit(f"measuring {src} failed:\n{out.stderr[-3000:]}")
@@ -92,6 +96,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "sst2" / "validation.tsv")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--passes", type=int, default=5, help="timed passes per measure in a child (median)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         old_tree = Path(tmp) / "base"
@@ -101,11 +106,12 @@ def main() -> None:
             runs: dict[str, list[dict[str, float]]] = {"old": [], "new": []}
             for round_index in range(args.rounds):
                 for version, src in (("old", old_tree / "src"), ("new", REPO / "src")):
-                    runs[version].append(measure(src, args.data, args.threads))
+                    runs[version].append(measure(src, args.data, args.threads, args.passes))
                     print(f"round {round_index + 1} {version}: {runs[version][-1]}", file=sys.stderr)
         finally:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(old_tree)], check=False)
-    print(f"| measure ({args.threads} threads, median of {args.rounds}) | old ({args.base}) | new | new / old |")
+    print(f"| measure ({args.threads} threads; median of {args.rounds} children x {args.passes} passes) "
+          f"| old ({args.base}) | new | new / old |")
     print("|---|---:|---:|---:|")
     for key in runs["old"][0]:
         old = statistics.median(r[key] for r in runs["old"])

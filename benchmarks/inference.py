@@ -43,6 +43,7 @@ from attnlens import DEFAULT_BASE_MODEL, BertForSequenceClassification, load_tok
 from attnlens.inference.allocator import keep_freed_memory
 from attnlens.inference.engine import classify
 from attnlens.inference.quantize import quantize_int8
+from attnlens.models import load_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # torch.testing's float32 tolerance: |Δ| <= 1e-5 + 1.3e-6·|reference|. A trained model's logits
@@ -69,8 +70,9 @@ def make_batches(tokenizer, sentences: list[str], batch_size: int, sort: bool) -
 
 
 def tensors(batch: dict) -> dict[str, torch.Tensor]:
-    """The model inputs of a batch (which also carries their numpy copies for ONNX Runtime)."""
-    return {name: batch[name] for name in INPUT_NAMES}
+    """The model inputs of a batch (which also carries their numpy copies for ONNX Runtime);
+    DistilBERT's forward takes no token types."""
+    return {name: batch[name] for name in batch["inputs"]}
 
 
 def time_pass(forward: Forward, batches: list[dict]) -> float:
@@ -84,11 +86,11 @@ def time_pass(forward: Forward, batches: list[dict]) -> float:
 # ------------------------------------------------------------------------------ contenders
 
 
-def torch_contenders(model_dir: str, ours: BertForSequenceClassification) -> dict[str, tuple[Forward, bool]]:
+def torch_contenders(model_dir: str, ours: torch.nn.Module) -> dict[str, tuple[Forward, bool]]:
     """name -> (forward, is_float32) for the PyTorch contenders, all with our weights."""
     references = {}
     for impl in ("eager", "sdpa"):
-        ref = transformers.BertForSequenceClassification.from_pretrained(
+        ref = transformers.AutoModelForSequenceClassification.from_pretrained(
             model_dir, num_labels=2, attn_implementation=impl).eval()
         ref.load_state_dict(ours.state_dict())  # identical weights, head included
         references[impl] = ref
@@ -107,22 +109,33 @@ def torch_contenders(model_dir: str, ours: BertForSequenceClassification) -> dic
     }
 
 
-def export_onnx(model: torch.nn.Module, path: Path) -> Path:
+class _Logits(torch.nn.Module):
+    """transformers' model called with keywords, so families without token types export too."""
+
+    def __init__(self, model: torch.nn.Module, names: tuple[str, ...]) -> None:
+        super().__init__()
+        self.model, self.names = model, names
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.model(**dict(zip(self.names, inputs, strict=True))).logits
+
+
+def export_onnx(model: torch.nn.Module, path: Path, names: tuple[str, ...] = INPUT_NAMES) -> Path:
     """transformers' model as ONNX with dynamic batch and sequence axes (TorchScript exporter)."""
     example = torch.randint(1000, 2000, (2, 16))
     mask = torch.ones_like(example)
     mask[1, 10:] = 0
-    dynamic = {name: {0: "batch", 1: "seq"} for name in INPUT_NAMES} | {"logits": {0: "batch"}}
+    inputs = (example, mask, torch.zeros_like(example))[: len(names)]
+    dynamic = {name: {0: "batch", 1: "seq"} for name in names} | {"logits": {0: "batch"}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (example, mask, torch.zeros_like(example)), str(path),
-                          input_names=list(INPUT_NAMES), output_names=["logits"], dynamic_axes=dynamic,
-                          opset_version=17, dynamo=False)
+        torch.onnx.export(_Logits(model, names), inputs, str(path), input_names=list(names),
+                          output_names=["logits"], dynamic_axes=dynamic, opset_version=17, dynamo=False)
     return path
 
 
-def onnx_contenders(reference: torch.nn.Module, config, threads: int,
-                    workdir: Path) -> dict[str, tuple[Forward, bool]]:
+def onnx_contenders(reference: torch.nn.Module, threads: int, workdir: Path,
+                    names: tuple[str, ...] = INPUT_NAMES) -> dict[str, tuple[Forward, bool]]:
     """ONNX Runtime float32/int8, as exported and BERT-optimised; empty without the bench extra."""
     try:
         import onnx
@@ -132,7 +145,8 @@ def onnx_contenders(reference: torch.nn.Module, config, threads: int,
     except ImportError:
         print("onnxruntime is not installed (pip install -e '.[bench]'): skipping ONNX Runtime")
         return {}
-    plain = export_onnx(reference, workdir / "model.onnx")
+    config = reference.config
+    plain = export_onnx(reference, workdir / "model.onnx", names)
     optimized = workdir / "model-optimized.onnx"
     optimizer.optimize_model(str(plain), model_type="bert", num_heads=config.num_attention_heads,
                              hidden_size=config.hidden_size, opt_level=1).save_model_to_file(str(optimized))
@@ -161,6 +175,14 @@ def onnx_contenders(reference: torch.nn.Module, config, threads: int,
     return contenders
 
 
+def random_family_model(family: str, folder: Path) -> str:
+    """transformers' default (base-shaped) config of `family`, random weights, two labels, saved."""
+    torch.manual_seed(0)
+    config = transformers.AutoConfig.for_model(family, num_labels=2)
+    transformers.AutoModelForSequenceClassification.from_config(config).save_pretrained(folder)
+    return str(folder)
+
+
 # ------------------------------------------------------------------------------ run
 
 
@@ -185,7 +207,11 @@ def check(models: dict[str, tuple[Forward, bool]], batches: list[dict]) -> dict[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=shared_data.SST2_VALIDATION)
-    parser.add_argument("--model", default=DEFAULT_BASE_MODEL)
+    parser.add_argument("--model", default=DEFAULT_BASE_MODEL, help="a BERT folder (its tokenizer also "
+                        "tokenises for --family)")
+    parser.add_argument("--family", choices=("bert", "roberta", "distilbert"), default="bert",
+                        help="roberta/distilbert: transformers' base-shaped default config with random "
+                             "weights (seeded), saved and loaded through attnlens' loader")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
@@ -201,13 +227,19 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     sentences = read_sentences(args.data)[: args.limit]
     tokenizer = load_tokenizer(args.model)
-    ours = BertForSequenceClassification.from_pretrained(args.model, num_labels=2).eval()
-    models = torch_contenders(str(args.model), ours)
     with tempfile.TemporaryDirectory(prefix="attnlens-onnx-") as workdir:
-        eager_reference = transformers.BertForSequenceClassification.from_pretrained(
-            str(args.model), num_labels=2, attn_implementation="eager").eval()
+        model_dir = str(args.model)
+        if args.family == "bert":
+            ours = BertForSequenceClassification.from_pretrained(args.model, num_labels=2).eval()
+        else:
+            model_dir = random_family_model(args.family, Path(workdir) / args.family)
+            ours = load_model(model_dir).eval()
+        names = INPUT_NAMES if args.family != "distilbert" else INPUT_NAMES[:2]
+        models = torch_contenders(model_dir, ours)
+        eager_reference = transformers.AutoModelForSequenceClassification.from_pretrained(
+            model_dir, num_labels=2, attn_implementation="eager").eval()
         eager_reference.load_state_dict(ours.state_dict())
-        models |= onnx_contenders(eager_reference, ours.config, args.threads, Path(workdir))
+        models |= onnx_contenders(eager_reference, args.threads, Path(workdir), names)
         if args.only:
             models = {name: spec for name, spec in models.items() if name == REFERENCE or name in args.only}
 
@@ -216,7 +248,8 @@ def main() -> None:
         for layout in ("as given", "sorted"):
             batches = make_batches(tokenizer, sentences, args.batch_size, sort=layout == "sorted")
             for batch in batches:
-                batch["numpy"] = {name: batch[name].numpy() for name in INPUT_NAMES}
+                batch["inputs"] = names
+                batch["numpy"] = {name: batch[name].numpy() for name in names}
             layout_notes = check(models, batches)
             notes = layout_notes if layout == "sorted" else notes
             times: dict[str, list[float]] = {name: [] for name in models}
@@ -231,7 +264,7 @@ def main() -> None:
         base = REFERENCE
     print(f"\n{len(sentences)} sentences, batch {args.batch_size}, {args.threads} threads, median of "
           f"{args.repeats} interleaved passes; malloc {malloc}; torch {torch.__version__}, transformers {transformers.__version__}"
-          f"{_ort_version()}; model {args.model}; 1-minute load average {load_before:.1f} at the start, "
+          f"{_ort_version()}; model {args.model if args.family == 'bert' else args.family + ' (random, base-shaped)'}; 1-minute load average {load_before:.1f} at the start, "
           f"{os.getloadavg()[0]:.1f} at the end\n")
     print(f"| contender | as given (sent/s) | ratio vs {base} | sorted by length (sent/s) | ratio vs {base} "
           f"| check vs {REFERENCE} (sorted batches) |")

@@ -76,8 +76,8 @@ class OfflineReference:
 
         from attnlens import BertForSequenceClassification, load_tokenizer
         from attnlens.inference.allocator import keep_freed_memory
-        from attnlens.predict import Predictor
         from attnlens.inference.quantize import apply_quantization
+        from attnlens.predict import Predictor
 
         torch.set_num_threads(threads)
         keep_freed_memory()  # as the service does

@@ -77,11 +77,11 @@ def _serve(connection, cancels, name_or_path: str, revision: str | None, threads
         import torch
 
         from attnlens import load_tokenizer
-        from attnlens.inference.allocator import keep_freed_memory
         from attnlens.explain import explain_batch
+        from attnlens.inference.allocator import keep_freed_memory
+        from attnlens.inference.quantize import apply_quantization
         from attnlens.models import load_model
         from attnlens.predict import PredictionCancelled, Predictor
-        from attnlens.inference.quantize import apply_quantization
 
         torch.set_num_threads(threads)
         keep_freed_memory()  # reuse activation buffers across batches (attnlens.inference.allocator)
