@@ -25,8 +25,9 @@ import shared_data
 import torch
 
 from attnlens import BertForSequenceClassification, load_tokenizer
+from attnlens.classifier import eval_mode
 from attnlens.explain import METHODS, eraser_aopc, random_ranking, ranking_from_explanation
-from attnlens.explain.api import METHOD_FUNCTIONS, build_explanations, eval_mode
+from attnlens.explain.api import METHOD_FUNCTIONS, build_explanations
 from attnlens.explain.inputs import encode_texts, resolve_max_length
 
 

@@ -186,16 +186,6 @@ def test_tokens_per_pass_bounds_each_forward_without_changing_results(model, tok
                                                                     abs=1e-6)
 
 
-def test_forward_passes_respect_both_limits_and_keep_order():
-    from attnlens.explain.inputs import forward_passes
-
-    assert forward_passes([2, 3, 3, 5, 9], max_tokens=10) == [[0, 1, 2], [3], [4]]
-    assert forward_passes([2, 3, 3, 5, 9], max_rows=2) == [[0, 1], [2, 3], [4]]
-    assert forward_passes([20], max_tokens=10) == [[0]]  # one row even past the limit
-    assert forward_passes([4, 1, 1], max_tokens=8) == [[0, 1], [2]]  # the pass's longest counts
-    assert forward_passes([]) == []
-
-
 def test_integrated_gradients_is_complete_on_bert_word_embeddings(tokenizer):
     """Σ attributions = f(x) − f(baseline), the baseline being [PAD] word embeddings at every
     non-special token; this holds only if every gradient through the model is right, including

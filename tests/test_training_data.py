@@ -14,7 +14,8 @@ import torch
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
 from attnlens.errors import DataError
-from attnlens.training.batching import LengthGroupedSampler, PaddingCollator, sorted_by_length
+from attnlens.padding import sorted_by_length
+from attnlens.training.batching import LengthGroupedSampler, PaddingCollator
 from attnlens.training.checkpointing import resolve_resume
 from attnlens.training.config import TrainingConfig
 from attnlens.training.data import load_examples, tokenize_examples
@@ -135,7 +136,7 @@ def test_tokenize_truncates_and_records_lengths(tokenizer):
     tokenized = tokenize_examples(examples.select(range(20)), tokenizer, max_length=8)
     assert max(tokenized["length"]) == 8
     assert all(len(ids) == n for ids, n in zip(tokenized["input_ids"], tokenized["length"], strict=True))
-    order = sorted_by_length(tokenized["length"])
+    order = sorted_by_length(tokenized["length"], longest_first=True)
     assert [tokenized["length"][i] for i in order] == sorted(tokenized["length"], reverse=True)
 
 

@@ -17,8 +17,10 @@ from typing import Any, Literal
 import torch
 
 from attnlens.cancellation import PredictionCancelled, StopCheck, StopPoll, stop_points
+from attnlens.classifier import label_names
 from attnlens.errors import InputError
 from attnlens.inference.engine import classify
+from attnlens.padding import length_sorted_batches, pad_sequences, padding_id
 from attnlens.tokenization import tokenize_user_texts
 
 # PredictionCancelled and StopCheck live in attnlens.cancellation (explanations raise it too).
@@ -91,12 +93,10 @@ class Predictor:
             )
         self.chunk_overlap = chunk_overlap
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
-        id2label = getattr(model.config, "id2label", None) or {}
-        num_labels = int(model.config.num_labels)
-        self.labels = [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(num_labels)]
+        self.labels = label_names(model)
         self.cls_id = tokenizer.cls_token_id
         self.sep_id = tokenizer.sep_token_id
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.pad_id = padding_id(tokenizer)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, *, revision: str | None = None, quantize: str | None = None,
@@ -146,19 +146,12 @@ class Predictor:
         `STOP_POLL_INTERVAL_S`, see attnlens.cancellation), so abandoned work stops within a layer.
         """
         probabilities = torch.empty(len(windows), len(self.labels))
-        order = sorted(range(len(windows)), key=lambda i: len(windows[i].input_ids))
+        batches = length_sorted_batches([len(window.input_ids) for window in windows], max_rows=self.batch_size)
         poll = StopPoll(should_stop)
         with stop_points(self.model, poll):
-            for first in range(0, len(order), self.batch_size):
-                poll(f"after {first} of {len(windows)} windows")
-                members = order[first : first + self.batch_size]
-                width = max(len(windows[i].input_ids) for i in members)
-                input_ids = torch.full((len(members), width), self.pad_id, dtype=torch.long)
-                attention_mask = torch.zeros((len(members), width), dtype=torch.long)
-                for row, i in enumerate(members):
-                    ids = windows[i].input_ids
-                    input_ids[row, : len(ids)] = torch.tensor(ids)
-                    attention_mask[row, : len(ids)] = 1
+            for number, members in enumerate(batches):
+                poll(f"after {number * self.batch_size} of {len(windows)} windows")
+                input_ids, attention_mask = pad_sequences([windows[i].input_ids for i in members], self.pad_id)
                 logits = classify(self.model, input_ids.to(self.device), attention_mask.to(self.device),
                                   torch.zeros_like(input_ids).to(self.device))  # (batch, num_labels)
                 probabilities[members] = logits.float().softmax(dim=-1).cpu()

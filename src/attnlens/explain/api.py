@@ -8,11 +8,11 @@ longer waits) happens here once.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from attnlens.baselines.native import native_attention
 from attnlens.cancellation import StopCheck, StopPoll, stop_points
+from attnlens.classifier import eval_mode, label_names
 from attnlens.errors import InputError
 from attnlens.explain.attention import last_layer_cls_attention
 from attnlens.explain.explanation import Explanation
@@ -24,6 +24,7 @@ from attnlens.explain.rollout import attention_rollout
 from attnlens.explain.sentences import model_split
 from attnlens.explain.targets import resolve_targets
 from attnlens.explain.words import token_importances, word_importances
+from attnlens.padding import length_sorted_batches, padding_id
 
 METHODS = ("attention", "rollout", "grad_rollout", "integrated_gradients", "occlusion")
 # Methods only some models have: `native` is the own attention of the pre-BERT baselines
@@ -52,22 +53,6 @@ METHOD_FUNCTIONS: dict[str, Callable] = {
 }
 
 
-@contextlib.contextmanager
-def eval_mode(model) -> Iterator[None]:
-    """Dropout off while explaining (explanations must be deterministic), then the caller's mode back."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
-def _label_names(model) -> dict[int, str]:
-    id2label = getattr(model.config, "id2label", None) or {}
-    return {i: str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(model.config.num_labels)}
-
-
 def build_explanations(model, batch: EncodedBatch, texts: list[str], method: str, target, logits, raw) -> list[Explanation]:
     """Turn a method's (logits, raw token scores) into `Explanation`s (normalised, words merged).
 
@@ -78,7 +63,7 @@ def build_explanations(model, batch: EncodedBatch, texts: list[str], method: str
     probabilities = logits.detach().float().softmax(dim=-1).cpu()
     predicted = probabilities.argmax(dim=-1).tolist()
     probabilities = probabilities.tolist()
-    names = _label_names(model)
+    names = label_names(model)
     token_sentences, sentence_weights = model_split(model, batch, method, raw)
     explanations = []
     for i, tokens in enumerate(token_importances(batch, raw)):
@@ -162,12 +147,12 @@ def explain_batch(
     if targets is not None and len(targets) != len(texts):
         raise InputError(f"got {len(targets)} targets for {len(texts)} texts")
     device = next(model.parameters()).device
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    readable = sorted((i for i, text in enumerate(encoded) if text.has_word_pieces),
-                      key=lambda i: len(encoded[i].input_ids))
+    pad_id = padding_id(tokenizer)
+    lengths = [len(text.input_ids) for text in encoded]
+    readable = [i for i, text in enumerate(encoded) if text.has_word_pieces]
     wordless = [i for i, text in enumerate(encoded) if not text.has_word_pieces]
-    batches = [group[begin : begin + batch_size] for group in (readable, wordless)
-               for begin in range(0, len(group), batch_size)]
+    batches = [members for group in (readable, wordless)
+               for members in length_sorted_batches(lengths, group, max_rows=batch_size)]
     results: list[Explanation | None] = [None] * len(texts)
     poll = StopPoll(should_stop)
     with eval_mode(model), stop_points(model, poll):

@@ -11,19 +11,14 @@ from collections.abc import Iterable
 
 import torch
 
-from attnlens.explain.inputs import EncodedBatch, forward_passes, pad_ids
+from attnlens.explain.inputs import EncodedBatch
 from attnlens.inference.engine import classify
+from attnlens.padding import length_sorted_batches, padded_inputs, padding_id
 
 
 def pad_token_id(model) -> int:
     """The id padding uses; BERT checkpoints call it 0 when the config does not say."""
-    value = getattr(model.config, "pad_token_id", None)
-    return 0 if value is None else int(value)
-
-
-def word_count(batch: EncodedBatch, example: int) -> int:
-    """Number of distinct words of one example that made it into the (possibly truncated) input."""
-    return len({w for w in batch.word_ids[example] if w is not None})
+    return padding_id(model.config)
 
 
 def words_in_order(batch: EncodedBatch, example: int) -> list[int]:
@@ -49,11 +44,10 @@ def target_probabilities(
     least one sequence), so memory stays bounded whatever the texts' lengths; None lifts a limit.
     """
     device = next(model.parameters()).device
-    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
     result = torch.empty(len(sequences), dtype=torch.float32)
-    for positions in forward_passes([len(sequences[i]) for i in order], batch_size, tokens_per_pass):
-        chunk = [order[p] for p in positions]
-        inputs = pad_ids([sequences[i] for i in chunk], pad_id, device)
+    lengths = [len(sequence) for sequence in sequences]
+    for chunk in length_sorted_batches(lengths, max_rows=batch_size, max_tokens=tokens_per_pass):
+        inputs = padded_inputs([sequences[i] for i in chunk], pad_id, device)
         probs = classify(model, **inputs).float().softmax(dim=-1).cpu()
         chunk_targets = torch.tensor([targets[i] for i in chunk])
         result[chunk] = probs.gather(1, chunk_targets.unsqueeze(1)).squeeze(1)

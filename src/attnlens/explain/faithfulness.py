@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from attnlens.classifier import eval_mode
 from attnlens.errors import InputError
 from attnlens.explain.erase import ids_without_words, pad_token_id, target_probabilities, words_in_order
 from attnlens.explain.explanation import Explanation
@@ -77,9 +78,7 @@ def eraser_aopc(
     """
     limit = resolve_max_length(model, max_length)
     pad_id = pad_token_id(model)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         full_sequences, erased, kept, owners = [], [], [], []
         for start in range(0, len(texts), batch_size):
             batch = encode_texts(tokenizer, texts[start : start + batch_size], limit)
@@ -102,8 +101,6 @@ def eraser_aopc(
         expanded_targets = [targets[e] for e in owners]
         p_erased = target_probabilities(model, erased, expanded_targets, pad_id, batch_size)
         p_kept = target_probabilities(model, kept, expanded_targets, pad_id, batch_size)
-    finally:
-        model.train(was_training)
     bins = len(percentages)
     drop_erased = (p_full.repeat_interleave(bins) - p_erased).view(-1, bins).mean(dim=1)
     drop_kept = (p_full.repeat_interleave(bins) - p_kept).view(-1, bins).mean(dim=1)

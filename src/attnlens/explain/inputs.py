@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 
 from attnlens.errors import InputError
+from attnlens.padding import forward_passes as forward_passes  # integrated_gradients imports it from here
+from attnlens.padding import padded_inputs, padding_id
 from attnlens.tokenization import tokenize_user_texts
 
 MIN_LENGTH = 3  # [CLS], one token, [SEP]
@@ -38,40 +40,6 @@ class EncodedText:
         return any(word is not None for word in self.word_ids)
 
 
-def pad_ids(sequences: list[list[int]], pad_id: int, device: torch.device | str) -> dict[str, torch.Tensor]:
-    """Model inputs for a list of id sequences of different lengths, right-padded to the longest."""
-    width = max(len(s) for s in sequences)
-    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for i, sequence in enumerate(sequences):
-        input_ids[i, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
-        attention_mask[i, : len(sequence)] = 1
-    return {
-        "input_ids": input_ids.to(device),
-        "attention_mask": attention_mask.to(device),
-        "token_type_ids": torch.zeros_like(input_ids).to(device),
-    }
-
-
-def forward_passes(lengths: list[int], max_rows: int | None = None, max_tokens: int | None = None) -> list[list[int]]:
-    """Positions 0..n-1 of sequences of `lengths` cut, in order, into forward passes of at most
-    `max_rows` rows and `max_tokens` padded tokens (rows x the pass's longest); a pass has at
-    least one row, even one longer than `max_tokens`. None lifts a limit. Lengths in ascending
-    order give the fewest passes."""
-    passes: list[list[int]] = []
-    longest = 0
-    for position, length in enumerate(lengths):
-        current = passes[-1] if passes else None
-        longest = max(longest, length)
-        if (current is None or (max_rows is not None and len(current) >= max_rows)
-                or (max_tokens is not None and (len(current) + 1) * longest > max_tokens)):
-            passes.append([position])
-            longest = length
-        else:
-            current.append(position)
-    return passes
-
-
 @dataclass
 class EncodedBatch:
     """A padded batch of single-sentence inputs with the bookkeeping of each token."""
@@ -88,7 +56,7 @@ class EncodedBatch:
     @classmethod
     def stack(cls, texts: list[EncodedText], pad_id: int, device: torch.device | str = "cpu") -> EncodedBatch:
         """Encoded texts as one batch, padded to the longest."""
-        inputs = pad_ids([t.input_ids for t in texts], pad_id, device)
+        inputs = padded_inputs([t.input_ids for t in texts], pad_id, device)
         special = torch.ones(inputs["input_ids"].shape, dtype=torch.bool)
         for i, text in enumerate(texts):
             special[i, : len(text.special)] = torch.tensor(text.special, dtype=torch.bool)
@@ -212,5 +180,4 @@ def tokenize_texts(tokenizer, texts: list[str], max_length: int) -> list[Encoded
 
 def encode_texts(tokenizer, texts: list[str], max_length: int, device: torch.device | str = "cpu") -> EncodedBatch:
     """`tokenize_texts` padded into one batch (see there for what becomes of each text)."""
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    return EncodedBatch.stack(tokenize_texts(tokenizer, texts, max_length), pad_id, device)
+    return EncodedBatch.stack(tokenize_texts(tokenizer, texts, max_length), padding_id(tokenizer), device)

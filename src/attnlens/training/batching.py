@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch.utils.data import Sampler
 
+from attnlens.padding import pad_sequences, sorted_by_length
+
 
 class LengthGroupedSampler(Sampler[int]):
     """Yields example indices so that consecutive `batch_size` chunks have similar lengths."""
@@ -50,33 +52,19 @@ class LengthGroupedSampler(Sampler[int]):
         grouped: list[int] = []
         for start in range(0, len(order), self.mega_batch_size):
             mega_batch = order[start : start + self.mega_batch_size]
-            grouped.extend(sorted(mega_batch, key=lambda index: self.lengths[index], reverse=True))
+            grouped.extend(sorted_by_length(self.lengths, mega_batch, longest_first=True))
         return iter(grouped)
-
-
-def sorted_by_length(lengths: Sequence[int]) -> list[int]:
-    """Evaluation order: longest first, so padding is minimal and memory peaks at the start."""
-    return sorted(range(len(lengths)), key=lambda index: lengths[index], reverse=True)
 
 
 class PaddingCollator:
     """Pads `input_ids` to the longest example of the batch and builds the attention mask (and the
     labels tensor, when the examples have labels)."""
 
-    def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None) -> None:
+    def __init__(self, pad_token_id: int) -> None:
         self.pad_token_id = pad_token_id
-        self.pad_to_multiple_of = pad_to_multiple_of
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        longest = max(len(feature["input_ids"]) for feature in features)
-        if self.pad_to_multiple_of:
-            longest = -(-longest // self.pad_to_multiple_of) * self.pad_to_multiple_of
-        input_ids = torch.full((len(features), longest), self.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(features), longest), dtype=torch.long)
-        for row, feature in enumerate(features):
-            ids = feature["input_ids"]
-            input_ids[row, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
-            attention_mask[row, : len(ids)] = 1
+        input_ids, attention_mask = pad_sequences([feature["input_ids"] for feature in features], self.pad_token_id)
         batch = {"input_ids": input_ids, "attention_mask": attention_mask}
         if "labels" in features[0]:  # unlabelled text (masked-language modelling) has none
             batch["labels"] = torch.as_tensor([feature["labels"] for feature in features], dtype=torch.long)

@@ -1,4 +1,5 @@
-"""Evaluating a saved model on a labelled file, in one process, with the job's own code paths."""
+"""Evaluation: the job's metrics over a validation loader (`evaluate`), and a saved model's on a
+labelled file, in one process, through the same code (`evaluate_saved_model`)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,43 @@ import time
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from accelerate import Accelerator
+from torch import nn
 from torch.utils.data import DataLoader
 
 from attnlens import load_tokenizer
+from attnlens.classifier import eval_mode, label_names
 from attnlens.models import load_model
-from attnlens.training.batching import PaddingCollator, sorted_by_length
+from attnlens.padding import sorted_by_length
+from attnlens.training.batching import PaddingCollator
 from attnlens.training.data import load_examples, tokenize_examples
-from attnlens.training.job import evaluate
 from attnlens.training.metrics import ClassificationMetrics
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, loader: DataLoader, accelerator: Accelerator, metrics: ClassificationMetrics
+) -> dict[str, float]:
+    """Metrics over the whole split; `gather_for_metrics` drops the samples Accelerate duplicated to
+    even out the last batch, so N processes report exactly what one process would."""
+    predictions: list[int] = []
+    references: list[int] = []
+    loss_sum = 0.0
+    with eval_mode(model):
+        for batch in loader:
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            losses = F.cross_entropy(logits.float(), batch["labels"], reduction="none")
+            predicted, labels, losses = accelerator.gather_for_metrics(
+                (logits.argmax(dim=-1), batch["labels"], losses)
+            )
+            predictions.extend(predicted.tolist())
+            references.extend(labels.tolist())
+            loss_sum += float(losses.double().sum())
+    results = metrics.compute(predictions, references)
+    results["loss"] = loss_sum / max(1, len(references))
+    results["num_examples"] = len(references)
+    return results
 
 
 def evaluate_saved_model(
@@ -36,14 +65,14 @@ def evaluate_saved_model(
 
     model = apply_quantization(load_model(model_dir), quantize)
     tokenizer = load_tokenizer(model_dir)
-    label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    examples = load_examples(data, split, dataset_config, text_column, label_column, label_names)
+    names = label_names(model)
+    examples = load_examples(data, split, dataset_config, text_column, label_column, names)
     max_length = min(max_length, model.config.max_tokens)
     tokenized = tokenize_examples(examples, tokenizer, max_length)
     loader = DataLoader(
         tokenized.with_format(columns=["input_ids", "labels"]),
         batch_size=batch_size,
-        sampler=sorted_by_length(tokenized["length"]),
+        sampler=sorted_by_length(tokenized["length"], longest_first=True),  # padding small, memory peaks first
         collate_fn=PaddingCollator(tokenizer.pad_token_id),
         generator=torch.Generator().manual_seed(0),
     )
@@ -54,6 +83,6 @@ def evaluate_saved_model(
         results: dict[str, Any] = evaluate(model, loader, accelerator, ClassificationMetrics())
     results["seconds"] = round(time.perf_counter() - started, 3)
     results["examples_at_max_length"] = sum(1 for length in tokenized["length"] if length >= max_length)  # truncated ones among them
-    results.update(model=str(model_dir), data=str(data), max_length=max_length, label_names=label_names,
+    results.update(model=str(model_dir), data=str(data), max_length=max_length, label_names=names,
                    quantize=quantize or "none")
     return results

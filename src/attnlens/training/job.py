@@ -27,7 +27,8 @@ from tqdm.auto import tqdm
 from attnlens import DEFAULT_BASE_MODEL, BertForSequenceClassification, load_tokenizer
 from attnlens.baselines.job_config import build_baseline_model
 from attnlens.errors import AttnlensError, CheckpointError
-from attnlens.training.batching import LengthGroupedSampler, PaddingCollator, sorted_by_length
+from attnlens.padding import sorted_by_length
+from attnlens.training.batching import LengthGroupedSampler, PaddingCollator
 from attnlens.training.checkpointing import (
     JobState,
     all_finite,
@@ -38,6 +39,7 @@ from attnlens.training.checkpointing import (
 )
 from attnlens.training.config import JobConfig
 from attnlens.training.data import load_examples, tokenize_examples
+from attnlens.training.evaluation import evaluate
 from attnlens.training.hub_push import preflight_push, push_model
 from attnlens.training.metrics import ClassificationMetrics
 from attnlens.training.model_card import jsonable, render_model_card, write_model_card
@@ -171,7 +173,7 @@ def build_dataloaders(
     eval_loader = DataLoader(
         tokenized.validation.with_format(columns=["input_ids", "labels"]),
         batch_size=training.eval_batch_size,
-        sampler=sorted_by_length(tokenized.validation["length"]),
+        sampler=sorted_by_length(tokenized.validation["length"], longest_first=True),
         collate_fn=collator,
         generator=torch.Generator().manual_seed(training.seed),
     )
@@ -206,33 +208,6 @@ def training_inputs(batch: dict[str, torch.Tensor], rdrop_alpha: float = 0.0) ->
     if rdrop_alpha == 0:
         return inputs
     return {name: torch.cat([value, value]) for name, value in inputs.items()}
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module, loader: DataLoader, accelerator: Accelerator, metrics: ClassificationMetrics
-) -> dict[str, float]:
-    """Metrics over the whole split; `gather_for_metrics` drops the samples Accelerate duplicated to
-    even out the last batch, so N processes report exactly what one process would."""
-    was_training = model.training
-    model.eval()
-    predictions: list[int] = []
-    references: list[int] = []
-    loss_sum = 0.0
-    for batch in loader:
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        losses = F.cross_entropy(logits.float(), batch["labels"], reduction="none")
-        predicted, labels, losses = accelerator.gather_for_metrics(
-            (logits.argmax(dim=-1), batch["labels"], losses)
-        )
-        predictions.extend(predicted.tolist())
-        references.extend(labels.tolist())
-        loss_sum += float(losses.double().sum())
-    model.train(was_training)
-    results = metrics.compute(predictions, references)
-    results["loss"] = loss_sum / max(1, len(references))
-    results["num_examples"] = len(references)
-    return results
 
 
 class FineTuningJob:
