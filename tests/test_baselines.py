@@ -22,9 +22,8 @@ from attnlens.baselines import (
     split_sentences,
 )
 from attnlens.baselines.han import ContextAttention
-from attnlens.baselines.native import sentence_importances
 from attnlens.baselines.pooling import AttentionPooling, LocalPAttention
-from attnlens.explain import explain, explain_batch
+from attnlens.explain import explain, explain_batch, sentence_importances
 from attnlens.explain.grad_rollout import gradient_weighted_rollout
 from attnlens.explain.inputs import encode_texts
 from attnlens.explain.rollout import attention_rollout

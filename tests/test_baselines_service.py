@@ -11,8 +11,7 @@ from service_harness import running_server
 
 from attnlens import DEFAULT_BASE_MODEL, load_tokenizer
 from attnlens.baselines import HANConfig, HierarchicalAttentionNetwork
-from attnlens.baselines.native import sentence_importances
-from attnlens.explain import explain
+from attnlens.explain import explain, sentence_importances
 from attnlens.models import load_model
 from attnlens.predict import Predictor
 

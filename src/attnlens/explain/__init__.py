@@ -13,7 +13,14 @@ Chefer et al.'s rollout as published, and `rule="deletion"`, the first-order eff
 each token), `integrated_gradients` (Captum) and `occlusion` (leave one word out).
 """
 
-from attnlens.explain.api import DEFAULT_METHOD, METHODS, explain, explain_batch, explain_encoded
+from attnlens.explain.api import (
+    DEFAULT_METHOD,
+    METHODS,
+    explain,
+    explain_batch,
+    explain_encoded,
+    sentence_importances,
+)
 from attnlens.explain.explanation import Explanation, SentenceImportance, TokenImportance, WordImportance
 from attnlens.explain.faithfulness import (
     PERCENTAGES,
@@ -41,6 +48,7 @@ __all__ = [
     "plot_attention",
     "random_ranking",
     "ranking_from_explanation",
+    "sentence_importances",
     "to_ansi",
     "to_html",
 ]

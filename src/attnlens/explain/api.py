@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from attnlens.baselines.native import native_attention
 from attnlens.cancellation import StopCheck, StopPoll, stop_points
 from attnlens.classifier import eval_mode, label_names
 from attnlens.errors import InputError
 from attnlens.explain.attention import last_layer_cls_attention
-from attnlens.explain.explanation import Explanation
+from attnlens.explain.explanation import Explanation, SentenceImportance
 from attnlens.explain.grad_rollout import gradient_weighted_rollout
 from attnlens.explain.inputs import EncodedBatch, resolve_max_length, tokenize_texts
 from attnlens.explain.integrated_gradients import integrated_gradients
+from attnlens.explain.native import native_attention
 from attnlens.explain.occlusion import leave_one_word_out
 from attnlens.explain.rollout import attention_rollout
 from attnlens.explain.sentences import model_split
@@ -184,3 +184,14 @@ def explain(
     if isinstance(target, (list, tuple)):
         raise InputError(f"target must be one class index for one text, got {target!r}")
     return explain_batch(model, tokenizer, [text], method, target, max_length, **method_kwargs)[0]
+
+
+def sentence_importances(model, tokenizer, text: str, max_length: int | None = None) -> list[SentenceImportance]:
+    """The HAN's sentence-level attention over `text`, with character spans into `text`.
+
+    The sentence level of `explain(..., method="native")` (`Explanation.sentences`): sentences
+    of special tokens only are left out and the others' weights renormalised.
+    """
+    if getattr(model, "sentence_split", None) is None:
+        raise InputError(f"{type(model).__name__} has no sentence level; sentence importances need a HAN")
+    return explain(model, tokenizer, text, method="native", max_length=max_length).sentences

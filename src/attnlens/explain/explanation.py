@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from functools import cached_property
 
+from attnlens.explain.sentences import punctuation_split
+
 
 @dataclass(frozen=True)
 class TokenImportance:
@@ -47,6 +49,32 @@ class SentenceImportance:
     score: float
 
 
+def group_sentences(text: str, tokens: list[TokenImportance], token_sentences: list[int] | None = None,
+                    sentence_weights: list[float] | None = None) -> list[SentenceImportance]:
+    """`SentenceImportance`s in reading order from an explanation's tokens (rules: attnlens.explain.sentences).
+
+    A sentence spans from its first non-special token's start to its last one's end in the
+    caller's original text; special tokens neither score nor stretch a span.
+    """
+    if token_sentences is None:
+        token_sentences = punctuation_split([t.token for t in tokens])
+    spans: dict[int, list] = {}  # sentence index -> [start, end, summed token score]
+    for token, sentence in zip(tokens, token_sentences, strict=True):
+        if token.special or sentence < 0:
+            continue
+        span = spans.get(sentence)
+        if span is None:
+            spans[sentence] = [token.start, token.end, token.score]
+            continue
+        span[0], span[1] = min(span[0], token.start), max(span[1], token.end)
+        span[2] += token.score
+    if sentence_weights is not None:
+        total = sum(sentence_weights[s] for s in spans) or 1.0
+        for sentence, span in spans.items():
+            span[2] = sentence_weights[sentence] / total
+    return [SentenceImportance(text=text[s:e], start=s, end=e, score=score) for s, e, score in spans.values()]
+
+
 # Fields that only serve `Explanation.sentences`; `to_dict` shows the sentences instead.
 _SENTENCE_BOOKKEEPING = ("token_sentences", "sentence_weights")
 
@@ -72,8 +100,6 @@ class Explanation:
     @cached_property
     def sentences(self) -> list[SentenceImportance]:
         """The sentences of the text read, in reading order, with scores summing to 1."""
-        from attnlens.explain.sentences import group_sentences
-
         return group_sentences(self.text, self.tokens, self.token_sentences, self.sentence_weights)
 
     def to_dict(self) -> dict:

@@ -12,22 +12,18 @@ sentence attention, renormalised over the sentences that contain text (a sentenc
 tokens only, e.g. a lone [SEP] after a final "!", has nothing to show and is left out).
 
 Only the split is computed when an explanation is built, and only for models that have their own:
-the sentences themselves are grouped on first use (`Explanation.sentences`), because the service
-builds explanations for every `/predict` with `explain: true` and most callers never ask for them.
+the sentences themselves are grouped on first use (`Explanation.sentences`, with
+`attnlens.explain.explanation.group_sentences`), because the service builds explanations for every
+`/predict` with `explain: true` and most callers never ask for them.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
 from attnlens.baselines.config import SENTENCE_END_TOKENS
-from attnlens.baselines.native import sentence_shares
 from attnlens.explain.inputs import EncodedBatch
-
-if TYPE_CHECKING:  # explanation.py imports this module lazily; no import cycle at run time
-    from attnlens.explain.explanation import SentenceImportance, TokenImportance
+from attnlens.explain.native import sentence_shares
 
 _ENDS = frozenset(SENTENCE_END_TOKENS)
 
@@ -58,30 +54,3 @@ def model_split(model, batch: EncodedBatch, method: str, raw: torch.Tensor
         return indices, None
     return indices, sentence_shares(raw.detach(), sentence).tolist()
 
-
-def group_sentences(text: str, tokens: list[TokenImportance], token_sentences: list[int] | None = None,
-                    sentence_weights: list[float] | None = None) -> list[SentenceImportance]:
-    """`SentenceImportance`s in reading order from an explanation's tokens (see the module docstring).
-
-    A sentence spans from its first non-special token's start to its last one's end in the
-    caller's original text; special tokens neither score nor stretch a span.
-    """
-    from attnlens.explain.explanation import SentenceImportance
-
-    if token_sentences is None:
-        token_sentences = punctuation_split([t.token for t in tokens])
-    spans: dict[int, list] = {}  # sentence index -> [start, end, summed token score]
-    for token, sentence in zip(tokens, token_sentences, strict=True):
-        if token.special or sentence < 0:
-            continue
-        span = spans.get(sentence)
-        if span is None:
-            spans[sentence] = [token.start, token.end, token.score]
-            continue
-        span[0], span[1] = min(span[0], token.start), max(span[1], token.end)
-        span[2] += token.score
-    if sentence_weights is not None:
-        total = sum(sentence_weights[s] for s in spans) or 1.0
-        for sentence, span in spans.items():
-            span[2] = sentence_weights[sentence] / total
-    return [SentenceImportance(text=text[s:e], start=s, end=e, score=score) for s, e, score in spans.values()]

@@ -4,20 +4,16 @@ For the BiRNN a token's raw score is its pooling weight. For the HAN it is its w
 its sentence's weight, the share of the document vector that flows through the token (the two
 levels multiply exactly as the model composes them), so word scores of different sentences are
 comparable. The sentence level is the HAN's own sentence attention (`Explanation.sentences`,
-`sentence_importances`). Same output format as every other method (`attnlens.explain.Explanation`);
-the explain API normalises, merges word pieces and groups sentences.
+`attnlens.explain.sentence_importances`). Same output format as every other method
+(`attnlens.explain.Explanation`); the explain API normalises, merges word pieces and groups sentences.
+It lives in explain/ like every method, so the baselines never import explanation code.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
 from attnlens.errors import InputError
-
-if TYPE_CHECKING:  # attnlens.explain imports this module; importing it back at run time would be a cycle
-    from attnlens.explain.explanation import SentenceImportance
 
 
 def _own_attention(model, inputs: dict[str, torch.Tensor]):
@@ -56,15 +52,3 @@ def sentence_shares(token_scores: torch.Tensor, sentence_ids: torch.Tensor) -> t
     totals = shares.new_zeros(shares.shape[0], sentences)
     return totals.scatter_add_(1, sentence_ids.clamp(min=0), shares)
 
-
-def sentence_importances(model, tokenizer, text: str, max_length: int | None = None) -> list[SentenceImportance]:
-    """The HAN's sentence-level attention over `text`, with character spans into `text`.
-
-    The sentence level of `explain(..., method="native")` (`Explanation.sentences`): sentences
-    of special tokens only are left out and the others' weights renormalised.
-    """
-    from attnlens.explain import explain
-
-    if getattr(model, "sentence_split", None) is None:
-        raise InputError(f"{type(model).__name__} has no sentence level; sentence importances need a HAN")
-    return explain(model, tokenizer, text, method="native", max_length=max_length).sentences
