@@ -41,8 +41,10 @@ browser:
 test: install browser
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+# ruff, then the import contracts of pyproject.toml (no import circle; the models import nothing built around them)
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 demo-train: install
 	$(VENV)/bin/attnlens train configs/demo.yaml output.dir=$(DEMO_OUT)
@@ -58,4 +60,4 @@ serve: install
 	$(VENV)/bin/bentoml serve serving.service:AttnlensService --host $${ATTNLENS_HOST:-127.0.0.1} --port $${ATTNLENS_PORT:-3000}
 
 clean:
-	rm -rf $(VENV) outputs runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) outputs runs .pytest_cache .ruff_cache .import_linter_cache
