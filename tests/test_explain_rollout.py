@@ -18,9 +18,20 @@ import attnlens.inference.packing
 from attnlens import BertConfig, BertForSequenceClassification, InputError
 from attnlens.explain.grad_rollout import gradient_weighted_rollout
 from attnlens.explain.inputs import encode_texts
-from attnlens.explain.rollout import attention_rollout, rollout_from_attentions
+from attnlens.explain.rollout import attention_rollout
 
 TEXTS = ["a gripping , beautifully shot film", "dull", "neither here nor there , but long enough to pad others"]
+
+
+def rollout_from_attentions(attentions) -> torch.Tensor:
+    """Abnar & Zuidema's rollout in its textbook form, from every stored map (batch, heads, seq,
+    seq) per layer -> (batch, seq, seq): each layer's head mean with the residual identity, the
+    layers multiplied from the first up."""
+    rollout = None
+    for probs in attentions:
+        layer = 0.5 * probs.float().mean(dim=1) + 0.5 * torch.eye(probs.shape[-1])
+        rollout = layer if rollout is None else layer @ rollout
+    return rollout
 
 
 @pytest.fixture(scope="module")

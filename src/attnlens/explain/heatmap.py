@@ -12,7 +12,7 @@ from typing import IO
 
 import torch
 
-from attnlens.explain.api import eval_mode
+from attnlens.classifier import eval_mode
 from attnlens.explain.inputs import encode_texts, resolve_max_length
 
 MAX_LABELLED_TOKENS = 40  # beyond this, tick labels overlap into a black bar

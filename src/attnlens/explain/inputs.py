@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import torch
 
 from attnlens.errors import InputError
-from attnlens.padding import forward_passes as forward_passes  # integrated_gradients imports it from here
 from attnlens.padding import padded_inputs, padding_id
 from attnlens.tokenization import tokenize_user_texts
 

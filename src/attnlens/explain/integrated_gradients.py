@@ -18,10 +18,11 @@ import torch
 
 from attnlens.errors import InputError
 from attnlens.explain.erase import pad_token_id
-from attnlens.explain.inputs import EncodedBatch, forward_passes
+from attnlens.explain.inputs import EncodedBatch
 from attnlens.explain.targets import resolve_targets
 from attnlens.inference.engine import classify
 from attnlens.inference.kernels import input_gradients_only
+from attnlens.padding import forward_passes
 
 DEFAULT_STEPS = 32
 # Padded tokens per forward + backward pass (at least one text at one step per pass). A pass

@@ -42,14 +42,3 @@ def attention_rollout(model, batch: EncodedBatch) -> tuple[torch.Tensor, torch.T
     # just that row, as the plain inference forward does.
     logits = classify(model, **batch.model_inputs(), attention_chunk_hook=accumulate, last_layer_cls_only=True)
     return logits, batch.from_chunks({first: rollout[:, 0] for first, rollout in rollouts.items()})
-
-
-def rollout_from_attentions(attentions: tuple[torch.Tensor, ...] | list[torch.Tensor]) -> torch.Tensor:
-    """The textbook form from all stored maps (batch, heads, seq, seq) per layer -> (batch, seq, seq).
-
-    Kept as the reference the streaming version is tested against.
-    """
-    rollout = _with_residual(attentions[0].float())
-    for probs in attentions[1:]:
-        rollout = _with_residual(probs.float()) @ rollout
-    return rollout
