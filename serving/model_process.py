@@ -80,7 +80,7 @@ def _serve(connection, cancels, name_or_path: str, revision: str | None, threads
         from attnlens.explain import explain_batch
         from attnlens.inference.allocator import keep_freed_memory
         from attnlens.inference.quantize import apply_quantization
-        from attnlens.models import load_model
+        from attnlens.loading import load_model
         from attnlens.predict import PredictionCancelled, Predictor
 
         torch.set_num_threads(threads)

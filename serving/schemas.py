@@ -7,7 +7,6 @@ against: what the document calls valid must be accepted, and everything else rej
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -15,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, Field
 from pydantic_core import PydanticCustomError
 
+from attnlens.models.contract import TRANSFORMER_EXPLANATIONS as ENCODER_METHODS
 from serving.settings import MAX_CHARS
 
 # The control-character rule (docs/serving.md): NUL is removed; every other C0 control except
@@ -58,28 +58,25 @@ Text = Annotated[
     AfterValidator(clean_text),
 ]
 
-BERT_METHODS = ("attention", "rollout", "grad_rollout", "integrated_gradients", "occlusion")
 
 
 def served_model_methods() -> tuple[str, ...]:
     """Explanation methods of the model ATTNLENS_MODEL names, read from its config.json without
-    loading it: BERT has BERT_METHODS, the pre-BERT baselines (attnlens.baselines) `native` and
-    `occlusion`. The OpenAPI enum then lists exactly what this server accepts. A Hub id is not
-    resolved here (no network at import); the BERT list is assumed and the model checked at load."""
+    loading it: the encoders (BERT, RoBERTa, DistilBERT) have ENCODER_METHODS, the pre-BERT baselines
+    (attnlens.baselines) `native`, `occlusion` and integrated gradients. The OpenAPI enum then lists
+    exactly what this server accepts. A Hub id is not resolved here (no network at import); the
+    encoder list is assumed and the model checked at load."""
     try:
         from attnlens.model_source import resolve_model
 
         folder = Path(resolve_model().name_or_path)
         if not (folder / "config.json").is_file():
-            return BERT_METHODS
-        model_type = json.loads((folder / "config.json").read_text()).get("model_type", "bert")
-        if model_type == "bert":
-            return BERT_METHODS
-        from attnlens.baselines import MODEL_CLASSES
+            return ENCODER_METHODS
+        from attnlens.loading import model_class, model_type_of
 
-        return tuple(MODEL_CLASSES[model_type].supported_explanations)
+        return tuple(model_class(model_type_of(folder)).supported_explanations)
     except Exception:  # no model yet (e.g. `bentoml build` before export): the service start says why
-        return BERT_METHODS
+        return ENCODER_METHODS
 
 
 METHODS = served_model_methods()

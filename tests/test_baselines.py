@@ -27,7 +27,7 @@ from attnlens.explain import explain, explain_batch, sentence_importances
 from attnlens.explain.grad_rollout import gradient_weighted_rollout
 from attnlens.explain.inputs import encode_texts
 from attnlens.explain.rollout import attention_rollout
-from attnlens.models import load_model
+from attnlens.loading import load_model
 
 POOLING_KINDS = ("additive", "dot", "general", "concat")
 

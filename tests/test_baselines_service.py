@@ -12,7 +12,7 @@ from service_harness import running_server
 from attnlens import DEFAULT_BASE_MODEL, load_tokenizer
 from attnlens.baselines import HANConfig, HierarchicalAttentionNetwork
 from attnlens.explain import explain, sentence_importances
-from attnlens.models import load_model
+from attnlens.loading import load_model
 from attnlens.predict import Predictor
 
 TEXT = "A gripping film. The ending, though, is a mess!"

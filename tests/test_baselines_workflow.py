@@ -18,7 +18,7 @@ from attnlens import DEFAULT_BASE_MODEL
 from attnlens.baselines import BiRNNAttentionForSequenceClassification, HierarchicalAttentionNetwork
 from attnlens.baselines.io import base_word_embeddings
 from attnlens.baselines.job_config import BaselineModelConfig, build_baseline_model
-from attnlens.models import load_model
+from attnlens.loading import load_model
 from attnlens.predict import Predictor
 from attnlens.training.evaluation import evaluate_saved_model
 

@@ -17,6 +17,7 @@ from attnlens import (
     ConfigError,
     ModelNotFoundError,
 )
+from attnlens.loading import load_model
 from tests.conftest import save_hf_classifier, tiny_hf_config
 
 LABELS = {0: "negative", 1: "positive"}
@@ -171,6 +172,9 @@ def test_non_bert_config_is_refused(tmp_path):
     transformers.GPT2Config(n_layer=1, n_embd=8, n_head=2).save_pretrained(tmp_path)
     with pytest.raises(ConfigError, match="model_type='gpt2' is not BERT"):
         BertForSequenceClassification.from_pretrained(tmp_path)
+    with pytest.raises(ConfigError, match="model_type='gpt2' is not supported; attnlens loads the encoders "
+                                          "bert, distilbert, roberta, xlm-roberta and its baselines"):
+        load_model(tmp_path)
 
 
 def test_refuses_to_save_non_finite_weights(tmp_path):

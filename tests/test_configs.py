@@ -96,7 +96,7 @@ def test_bad_values_name_the_key(override, named):
 
 
 def test_layerwise_lr_decay_is_refused_for_the_baselines():
-    with pytest.raises(ConfigError, match="layerwise_lr_decay=0.8 applies to BERT's layers only; model.arch is 'han'"):
+    with pytest.raises(ConfigError, match="layerwise_lr_decay=0.8 applies to an encoder's layers only; model.arch is 'han'"):
         load_job_config(REPO_ROOT / "configs" / "demo.yaml", ["training.layerwise_lr_decay=0.8", "model.arch=han"])
 
 

@@ -18,7 +18,6 @@ import transformers
 
 import attnlens.inference.packing
 from attnlens import BertConfig, BertForSequenceClassification, load_tokenizer
-from attnlens.checkpoint import load_weights
 from attnlens.errors import ConfigError
 from attnlens.inference.engine import FUSED_QKV_ATTRIBUTE, classify
 from attnlens.inference.kernels import ONEDNN_AVAILABLE, input_gradients_only
@@ -30,6 +29,7 @@ from attnlens.inference.quantize import (
     quantize_activations,
     quantize_int8,
 )
+from attnlens.models.pretrained import load_weights
 from attnlens.predict import Predictor
 from tests.conftest import SHARED_DATA, save_hf_classifier, tiny_hf_config
 

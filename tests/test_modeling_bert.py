@@ -11,7 +11,7 @@ import torch
 import transformers
 
 from attnlens import BertConfig, BertForSequenceClassification, BertModel, InputError
-from attnlens.checkpoint import load_weights
+from attnlens.models.pretrained import load_weights
 from tests.conftest import tiny_hf_config
 
 ATOL = 1e-5
@@ -146,7 +146,7 @@ def test_attention_hook_sees_each_layer_and_changes_nothing(minilm_dir):
 
 def test_too_long_input_names_the_limit(minilm_dir):
     _, ours = hf_pair("tiny", minilm_dir, head=False)
-    with pytest.raises(InputError, match="513 tokens exceeds max_position_embeddings=512"):
+    with pytest.raises(InputError, match="513 tokens exceeds the model.s limit of 512"):
         ours(torch.ones(1, 513, dtype=torch.long))
 
 

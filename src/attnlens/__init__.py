@@ -5,7 +5,6 @@ Hugging Face checkpoints; `transformers` supplies tokenizers and serves as the r
 """
 
 from attnlens.attention import MultiHeadAttention, scaled_dot_product_attention
-from attnlens.config import BertConfig
 from attnlens.defaults import DEFAULT_BASE_MODEL
 from attnlens.errors import (
     AttnlensError,
@@ -15,7 +14,18 @@ from attnlens.errors import (
     InputError,
     ModelNotFoundError,
 )
-from attnlens.models.bert import BertForSequenceClassification, BertModel
+from attnlens.loading import load_model
+from attnlens.models import (
+    BertConfig,
+    BertForSequenceClassification,
+    BertModel,
+    DistilBertConfig,
+    DistilBertForSequenceClassification,
+    DistilBertModel,
+    RobertaConfig,
+    RobertaForSequenceClassification,
+    RobertaModel,
+)
 from attnlens.models.outputs import EncoderOutput, SequenceClassifierOutput
 from attnlens.tokenization import load_tokenizer
 
@@ -30,11 +40,18 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DataError",
+    "DistilBertConfig",
+    "DistilBertForSequenceClassification",
+    "DistilBertModel",
     "EncoderOutput",
     "InputError",
     "ModelNotFoundError",
     "MultiHeadAttention",
+    "RobertaConfig",
+    "RobertaForSequenceClassification",
+    "RobertaModel",
     "SequenceClassifierOutput",
+    "load_model",
     "load_tokenizer",
     "scaled_dot_product_attention",
 ]

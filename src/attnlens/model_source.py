@@ -91,7 +91,7 @@ def export_to_store(folder: str | os.PathLike[str], name: str = DEFAULT_STORE_NA
         raise InputError(f"name {name!r} is not a valid BentoML model name: {error}") from error
 
     from attnlens import load_tokenizer
-    from attnlens.models import load_model
+    from attnlens.loading import load_model
 
     model = load_model(str(source))
     load_tokenizer(str(source))

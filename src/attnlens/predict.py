@@ -107,7 +107,7 @@ class Predictor:
         """
         from attnlens import load_tokenizer
         from attnlens.inference.quantize import apply_quantization
-        from attnlens.models import load_model
+        from attnlens.loading import load_model
 
         model = apply_quantization(
             load_model(name_or_path, revision=revision), quantize)

@@ -1,8 +1,8 @@
 """Saving and loading the baselines in the same Hub layout and with the same strictness as BERT.
 
 `config.json` (with the baseline's own `model_type`), `model.safetensors` and the tokenizer files;
-writing goes through `attnlens.checkpoint.save_pretrained` (atomic files, refusal of non-finite
-weights) and reading through `attnlens.checkpoint.read_weights`. Loading is strict: there are no
+writing goes through `attnlens.models.pretrained.save_hub_layout` (atomic files, refusal of non-finite
+weights) and reading through `attnlens.models.pretrained.read_weights`. Loading is strict: there are no
 legacy names to translate, so every key and shape must match exactly or the error names the key.
 """
 
@@ -13,10 +13,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from attnlens.checkpoint import read_weights
-from attnlens.checkpoint import save_pretrained as save_hub_layout
 from attnlens.errors import CheckpointError, InputError
 from attnlens.hub import resolve_model_dir
+from attnlens.models.pretrained import read_weights, save_hub_layout
 
 # The baselines' own attention plus the model-agnostic methods (integrated gradients finds the word
 # embeddings through `get_input_embeddings`). The others (attention, rollout, grad_rollout) read

@@ -67,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
     from attnlens import load_tokenizer
     from attnlens.errors import InputError
     from attnlens.explain import explain, plot_attention, to_ansi, to_html
+    from attnlens.loading import load_model
     from attnlens.model_source import resolve_model
-    from attnlens.models import load_model
 
     if args.rule is not None and args.method != "grad_rollout":
         raise InputError(f"--rule applies to grad_rollout only, not to method {args.method!r}")

@@ -4,7 +4,7 @@ Plain reference code: one forward path, the arithmetic of `transformers`' BERT o
 operation (post-LayerNorm residual blocks, exact-erf GELU, tanh pooler over [CLS]), which is what
 lets the parity tests demand 1e-5 agreement. Submodule names equal the state-dict keys of Hugging
 Face checkpoints (`embeddings.word_embeddings`, `encoder.layer.{i}.attention.self.query`, ...,
-`pooler.dense`, `classifier`), so loading is strict after a few renames (`attnlens.models.loading`).
+`pooler.dense`, `classifier`), so loading is strict after a few renames (`attnlens.models.pretrained`).
 
 Speed lives beside the model (`attnlens.inference` runs these layers packed, [CLS]-only at the
 end, int8), and so do the explanation rules (`attnlens.explain`); both address the layers through
@@ -14,7 +14,6 @@ end, int8), and so do the explanation rules (`attnlens.explain`); both address t
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -25,6 +24,7 @@ from attnlens.models.activations import activation_module
 from attnlens.models.configuration import BertConfig
 from attnlens.models.contract import TRANSFORMER_EXPLANATIONS, PostLNLayerParts
 from attnlens.models.outputs import EncoderOutput, SequenceClassifierOutput
+from attnlens.models.pretrained import PreTrainedEncoder
 
 AttentionHook = Callable[[int, Tensor], None]
 """Called as hook(layer_index, probs) with probs (batch, heads, seq, seq) during the forward."""
@@ -173,22 +173,6 @@ class BertPooler(nn.Module):
         return self.activation(self.dense(hidden[:, 0]))  # (batch, hidden)
 
 
-def init_weights(module: nn.Module, std: float) -> None:
-    """`transformers`' initialisation, so a fresh head trains the way users expect."""
-    if isinstance(module, nn.Linear):
-        nn.init.normal_(module.weight, mean=0.0, std=std)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.Embedding):
-        nn.init.normal_(module.weight, mean=0.0, std=std)
-        if module.padding_idx is not None:
-            with torch.no_grad():
-                module.weight[module.padding_idx].zero_()
-    elif isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
-
-
 def padding_mask(attention_mask: Tensor | None) -> Tensor | None:
     """(batch, seq) 1/0 -> bool (batch, 1, 1, seq), or None when nothing is padding (the fused
     attention kernel is fastest without a mask)."""
@@ -205,41 +189,10 @@ def check_input_ids(input_ids: Tensor, max_tokens: int) -> None:
                          "truncate the input")
 
 
-class PreTrainedEncoder(nn.Module):
-    """Loading and saving in the Hub's layout (attnlens.models.loading), for every family."""
-
-    config: BertConfig
-    base_model_prefix = "bert"
-
-    def _init_weights(self, module: nn.Module) -> None:
-        init_weights(module, self.config.initializer_range)
-
-    @property
-    def base_model(self) -> nn.Module:
-        return getattr(self, self.base_model_prefix, self)
-
-    @property
-    def max_tokens(self) -> int:
-        return self.config.max_tokens
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str | Path, *, revision: str | None = None,
-                        num_labels: int | None = None, id2label: dict[int, str] | None = None,
-                        local_files_only: bool | None = None, cache_dir: str | Path | None = None):
-        """Load a local folder, a Hub repo id (optionally at `revision`), or DEFAULT_BASE_MODEL."""
-        from attnlens.models.loading import load_pretrained
-
-        return load_pretrained(cls, name_or_path, revision=revision, num_labels=num_labels,
-                               id2label=id2label, local_files_only=local_files_only, cache_dir=cache_dir)
-
-    def save_pretrained(self, directory: str | Path, tokenizer=None) -> Path:
-        """Write config.json, model.safetensors (the Hub's key names) and the tokenizer's files."""
-        from attnlens.models.loading import save_pretrained
-
-        return save_pretrained(self, directory, tokenizer=tokenizer)
-
-
 class BertModel(PreTrainedEncoder):
+    config_class = BertConfig
+    base_model_prefix = "bert"
+    ignored_checkpoint_keys = (r"^cls\.", r"position_ids$")
     embeddings_class: type[BertEmbeddings] = BertEmbeddings
 
     def __init__(self, config: BertConfig, add_pooling_layer: bool = True) -> None:
@@ -265,6 +218,9 @@ class BertModel(PreTrainedEncoder):
 class BertForSequenceClassification(PreTrainedEncoder):
     """BERT + dropout + linear head over the pooled [CLS] vector."""
 
+    config_class = BertConfig
+    base_model_prefix = "bert"
+    ignored_checkpoint_keys = (r"^cls\.", r"position_ids$")
     supported_explanations = TRANSFORMER_EXPLANATIONS
 
     def __init__(self, config: BertConfig) -> None:

@@ -21,7 +21,7 @@ import yaml
 
 from attnlens.baselines.job_config import BaselineModelConfig, validate_baseline_section
 from attnlens.errors import ConfigError
-from attnlens.models import ARCHITECTURES
+from attnlens.loading import ARCHITECTURES
 
 METRIC_NAMES = ("accuracy", "f1", "precision", "recall")
 MIXED_PRECISION_CHOICES = ("auto", "no", "bf16", "fp16")
@@ -36,7 +36,7 @@ class ModelConfig:
     revision: str | None = None
     max_length: int = 128  # tokens per example after truncation, [CLS] and [SEP] included
     dropout: float | None = None  # overrides hidden and attention dropout of the base config when set
-    arch: str = "bert"  # bert (fine-tune base_model) | birnn_attention | han (docs/baselines.md)
+    arch: str = "encoder"  # encoder (fine-tune base_model: BERT, RoBERTa, DistilBERT) | birnn_attention | han
     baseline: BaselineModelConfig = field(default_factory=BaselineModelConfig)  # birnn_attention / han only
 
 
@@ -255,6 +255,8 @@ def validate_job_config(config: JobConfig, source: str = "config") -> None:
     model, data, training, output = config.model, config.data, config.training, config.output
     if not model.base_model:
         fail("model.base_model", model.base_model, "must name a folder, a Hub id or 'default'")
+    if model.arch == "bert":  # the name before RoBERTa and DistilBERT joined; configs keep working
+        model.arch = "encoder"
     if model.arch not in ARCHITECTURES:
         fail("model.arch", model.arch, f"must be one of {list(ARCHITECTURES)}")
     validate_baseline_section(model.baseline, source)
@@ -306,9 +308,9 @@ def validate_job_config(config: JobConfig, source: str = "config") -> None:
         fail("training.label_smoothing", training.label_smoothing, "must be in [0, 1)")
     if not 0.0 < training.layerwise_lr_decay <= 1.0:
         fail("training.layerwise_lr_decay", training.layerwise_lr_decay, "must be in (0, 1]")
-    if training.layerwise_lr_decay != 1.0 and config.model.arch != "bert":
+    if training.layerwise_lr_decay != 1.0 and config.model.arch != "encoder":
         fail("training.layerwise_lr_decay", training.layerwise_lr_decay,
-             f"applies to BERT's layers only; model.arch is {config.model.arch!r} (use 1.0)")
+             f"applies to an encoder's layers only; model.arch is {config.model.arch!r} (use 1.0)")
     if training.max_grad_norm is not None and training.max_grad_norm <= 0:
         fail("training.max_grad_norm", training.max_grad_norm, "must be positive (or null for no clipping)")
     for key, value in (("training.adam_beta1", training.adam_beta1), ("training.adam_beta2", training.adam_beta2)):

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from attnlens import load_tokenizer
 from attnlens.classifier import eval_mode, label_names
-from attnlens.models import load_model
+from attnlens.loading import load_model
 from attnlens.padding import sorted_by_length
 from attnlens.training.batching import PaddingCollator
 from attnlens.training.data import load_examples, tokenize_examples

@@ -24,9 +24,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from attnlens import DEFAULT_BASE_MODEL, BertForSequenceClassification, load_tokenizer
+from attnlens import DEFAULT_BASE_MODEL, load_tokenizer
 from attnlens.baselines.job_config import build_baseline_model
 from attnlens.errors import AttnlensError, CheckpointError
+from attnlens.loading import load_model
 from attnlens.padding import sorted_by_length
 from attnlens.training.batching import LengthGroupedSampler, PaddingCollator
 from attnlens.training.checkpointing import (
@@ -114,19 +115,15 @@ def load_datasets(config: JobConfig, accelerator: Accelerator) -> Datasets:
 
 def build_model(config: JobConfig) -> nn.Module:
     id2label = dict(enumerate(config.data.label_names))
-    if config.model.arch != "bert":  # a pre-BERT baseline on the base model's vocabulary (docs/baselines.md)
+    if config.model.arch != "encoder":  # a pre-BERT baseline on the base model's vocabulary (docs/baselines.md)
         return build_baseline_model(
             config.model.arch, config.model.baseline,
             tokenizer=load_tokenizer(base_model_path(config), revision=config.model.revision),
             base_model=base_model_path(config), id2label=id2label, max_length=BASELINE_MAX_LENGTH,
             dropout=config.model.dropout, revision=config.model.revision,
         )
-    model = BertForSequenceClassification.from_pretrained(
-        base_model_path(config),
-        revision=config.model.revision,
-        num_labels=len(id2label),
-        id2label=id2label,
-    )
+    # BERT, RoBERTa or DistilBERT: the base model's config.json says which (attnlens.loading).
+    model = load_model(base_model_path(config), revision=config.model.revision, id2label=id2label)
     if config.model.dropout is not None:
         for module in model.modules():
             if isinstance(module, nn.Dropout):
@@ -136,7 +133,7 @@ def build_model(config: JobConfig) -> nn.Module:
     return model
 
 
-def effective_max_length(config: JobConfig, model: BertForSequenceClassification) -> int:
+def effective_max_length(config: JobConfig, model: nn.Module) -> int:
     return min(config.model.max_length, model.config.max_tokens)
 
 

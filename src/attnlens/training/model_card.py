@@ -48,10 +48,10 @@ def render_model_card(
     }
     # The Hub validates `base_model` as a repo id: only emit it when the base is not a local folder.
     base_model_line = "" if Path(base_model).exists() else f"base_model: {base_model}\n"
-    origin = (f"Fine-tuned with `attnlens` (Accelerate) from `{base_model}`" if config.model.arch == "bert" else
+    origin = (f"Fine-tuned with `attnlens` (Accelerate) from `{base_model}`" if config.model.arch == "encoder" else
               f"A `{config.model.arch}` baseline (docs/baselines.md) trained with `attnlens` (Accelerate) on the "
               f"tokenizer and {config.model.baseline.embedding_init.replace('_', ' ')} word embeddings of `{base_model}`")
-    architecture_tag = "bert" if config.model.arch == "bert" else config.model.arch.replace("_", "-")
+    architecture_tag = "bert" if config.model.arch == "encoder" else config.model.arch.replace("_", "-")
     return f"""---
 {base_model_line}library_name: attnlens
 pipeline_tag: text-classification
@@ -91,9 +91,9 @@ tags:
 ## Use
 
 ```python
-from attnlens import BertForSequenceClassification, load_tokenizer
+from attnlens import load_model, load_tokenizer
 
-model = BertForSequenceClassification.from_pretrained("path/to/this/folder")
+model = load_model("path/to/this/folder")  # the family (BERT, RoBERTa, DistilBERT) from config.json
 tokenizer = load_tokenizer("path/to/this/folder")
 ```
 """
