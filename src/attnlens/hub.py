@@ -1,7 +1,7 @@
 """Turn a model reference (local folder, Hub repo id, pinned revision) into a local folder.
 
 Everything goes through `huggingface_hub`, so the Hub cache, `HF_HUB_OFFLINE`, `HF_HUB_CACHE`
-/ `HF_HOME` and tokens behave exactly as they do for `transformers`. Only the files a BERT
+/ `HF_HOME` and tokens behave exactly as they do for `transformers`. Only the files an encoder
 classifier needs are fetched, and a repo with both safetensors and a pickle gets safetensors only.
 """
 
@@ -38,8 +38,10 @@ def _network_errors() -> tuple[type[BaseException], ...]:
 
 SAFE_WEIGHTS = "model.safetensors"
 PICKLE_WEIGHTS = "pytorch_model.bin"
+# Config and tokenizer files of every family: WordPiece (BERT, DistilBERT: vocab.txt), byte-level
+# BPE (RoBERTa: vocab.json + merges.txt), SentencePiece (XLM-RoBERTa: sentencepiece.bpe.model).
 _SMALL_FILES = ["config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                "vocab.txt", "added_tokens.json"]
+                "vocab.txt", "vocab.json", "merges.txt", "sentencepiece.bpe.model", "added_tokens.json"]
 
 
 def is_offline() -> bool:
