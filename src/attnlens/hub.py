@@ -55,6 +55,24 @@ def _looks_like_path(reference: str) -> bool:
     return reference.startswith((".", "/", "~")) or reference.count("/") > 1 or "\\" in reference
 
 
+def is_repo_id(reference: str) -> bool:
+    """Whether `reference` (not an existing folder) is shaped as a Hub repo id: the one rule every
+    caller uses to tell a path from a repo (here and `attnlens.model_source`)."""
+    if _looks_like_path(reference):
+        return False
+    try:
+        huggingface_hub.utils.validate_repo_id(reference)
+    except HFValidationError:
+        return False
+    return True
+
+
+def split_revision(spec: str) -> tuple[str, str | None]:
+    """"org/name@v1.0" -> ("org/name", "v1.0"); no "@" -> (spec, None)."""
+    reference, _, revision = spec.partition("@")
+    return reference, revision or None
+
+
 def resolve_model_dir(name_or_path: str | Path, *, revision: str | None = None,
                       local_files_only: bool | None = None, cache_dir: str | Path | None = None) -> Path:
     """A local folder holding config.json, weights and tokenizer files for `name_or_path`.
@@ -72,10 +90,8 @@ def resolve_model_dir(name_or_path: str | Path, *, revision: str | None = None,
         raise ModelNotFoundError(f"{path}: expected a model folder, found a file")
     if _looks_like_path(reference):
         raise ModelNotFoundError(f"{path}: no such model folder")
-    try:
-        huggingface_hub.utils.validate_repo_id(reference)
-    except HFValidationError:
-        raise ModelNotFoundError(f"{reference!r}: neither an existing folder nor a valid Hub repo id") from None
+    if not is_repo_id(reference):
+        raise ModelNotFoundError(f"{reference!r}: neither an existing folder nor a valid Hub repo id")
     offline = is_offline() if local_files_only is None else local_files_only
     at = f"@{revision}" if revision else ""
     try:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from attnlens.errors import InputError, ModelNotFoundError
+from attnlens.hub import is_repo_id, split_revision
 
 MODEL_ENV_VAR = "ATTNLENS_MODEL"
 DEFAULT_STORE_NAME = "attnlens-sentiment"
@@ -63,9 +64,9 @@ def resolve_model(spec: str | None = None) -> ModelSource:
         except BentoMLException as error:  # malformed tag such as "a:b:c"
             raise ModelNotFoundError(f"model {spec!r} ({MODEL_ENV_VAR}) is not a valid store tag: {error}") from error
         return ModelSource(model.path, None, "bentoml-store", spec)
-    if spec.count("/") == 1 and not spec.startswith(("/", ".", "~")):
-        repo_id, _, revision = spec.partition("@")
-        return ModelSource(repo_id, revision or None, "hub", spec)
+    repo_id, revision = split_revision(spec)
+    if "/" in repo_id and is_repo_id(repo_id):
+        return ModelSource(repo_id, revision, "hub", spec)
     raise ModelNotFoundError(f"model {spec!r} ({MODEL_ENV_VAR}): no such folder, store tag or Hub repo id")
 
 
