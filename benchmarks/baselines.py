@@ -35,7 +35,7 @@ import torch
 
 from attnlens import load_tokenizer
 from attnlens.explain import eraser_aopc, explain_batch, random_ranking, ranking_from_explanation
-from attnlens.models import load_model
+from attnlens.loading import load_model
 from attnlens.predict import Predictor
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

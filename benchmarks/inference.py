@@ -43,7 +43,7 @@ from attnlens import DEFAULT_BASE_MODEL, BertForSequenceClassification, load_tok
 from attnlens.inference.allocator import keep_freed_memory
 from attnlens.inference.engine import classify
 from attnlens.inference.quantize import quantize_int8
-from attnlens.models import load_model
+from attnlens.loading import load_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # torch.testing's float32 tolerance: |Δ| <= 1e-5 + 1.3e-6·|reference|. A trained model's logits
