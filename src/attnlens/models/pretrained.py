@@ -56,7 +56,7 @@ def save_hub_layout(model: nn.Module, directory: str | Path, tokenizer: Any = No
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config = model.config
-    config.architectures = [type(model).__name__]
+    config.architectures = [getattr(model, "hub_architecture", type(model).__name__)]
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
@@ -184,6 +184,11 @@ class PreTrainedEncoder(nn.Module):
     @property
     def max_tokens(self) -> int:
         return self.config.max_tokens
+
+    @property
+    def hub_architecture(self) -> str:
+        """The `transformers` class these weights load as: config.json's `architectures`."""
+        return type(self).__name__
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, *, revision: str | None = None,

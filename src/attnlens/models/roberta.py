@@ -25,6 +25,11 @@ from attnlens.models.pretrained import PreTrainedEncoder
 _IGNORED = (r"^lm_head\.", r"position_ids$")
 
 
+def _hub_architecture(model: PreTrainedEncoder) -> str:
+    """XLM-RoBERTa runs RoBERTa's code, but its checkpoints name `transformers`' XLMRoberta* classes."""
+    return ("XLM" if model.config.model_type == "xlm-roberta" else "") + type(model).__name__
+
+
 class RobertaEmbeddings(BertEmbeddings):
     """BERT's embeddings with padding-aware positions."""
 
@@ -45,6 +50,7 @@ class RobertaModel(BertModel):
     base_model_prefix = "roberta"
     ignored_checkpoint_keys = _IGNORED
     embeddings_class = RobertaEmbeddings
+    hub_architecture = property(_hub_architecture)
 
 
 class RobertaClassificationHead(nn.Module):
@@ -75,6 +81,7 @@ class RobertaForSequenceClassification(PreTrainedEncoder):
     # A base checkpoint's pooler is not part of the classifier (transformers drops it the same way).
     ignored_checkpoint_keys = (*_IGNORED, r"^roberta\.pooler\.", r"^pooler\.")
     supported_explanations = TRANSFORMER_EXPLANATIONS
+    hub_architecture = property(_hub_architecture)
 
     def __init__(self, config: RobertaConfig) -> None:
         super().__init__()
