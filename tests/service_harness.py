@@ -40,11 +40,12 @@ def save_tiny_classifier(directory: Path, *, hidden_size: int = 32, num_hidden_l
 
 
 def load_library(model_dir: Path):
-    """(model, tokenizer, Predictor) of a saved model, in this process: what the service must equal."""
-    from attnlens import BertForSequenceClassification, load_tokenizer
+    """(model, tokenizer, Predictor) of a saved model of any family, in this process: what the
+    service must equal."""
+    from attnlens import load_model, load_tokenizer
     from attnlens.predict import Predictor
 
-    model = BertForSequenceClassification.from_pretrained(str(model_dir)).eval()
+    model = load_model(str(model_dir)).eval()
     tokenizer = load_tokenizer(str(model_dir))
     return model, tokenizer, Predictor(model, tokenizer)
 

@@ -49,15 +49,27 @@ class SentenceImportance:
     score: float
 
 
+def visible_span(text: str, start: int, end: int) -> tuple[int, int]:
+    """`start`, `end` moved inwards past white space: a byte-level BPE piece carries the space
+    before its word ("Ġfilm", and the first piece of a text keeps it in its offsets)."""
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
 def group_sentences(text: str, tokens: list[TokenImportance], token_sentences: list[int] | None = None,
                     sentence_weights: list[float] | None = None) -> list[SentenceImportance]:
     """`SentenceImportance`s in reading order from an explanation's tokens (rules: attnlens.explain.sentences).
 
     A sentence spans from its first non-special token's start to its last one's end in the
-    caller's original text; special tokens neither score nor stretch a span.
+    caller's original text, without white space at either end; special tokens neither score nor
+    stretch a span. The punctuation rule reads each token's text, not the token string, which
+    holds more than the characters for some tokenizers ("Ġ." in byte-level BPE).
     """
     if token_sentences is None:
-        token_sentences = punctuation_split([t.token for t in tokens])
+        token_sentences = punctuation_split([text[t.start : t.end] for t in tokens])
     spans: dict[int, list] = {}  # sentence index -> [start, end, summed token score]
     for token, sentence in zip(tokens, token_sentences, strict=True):
         if token.special or sentence < 0:
@@ -72,7 +84,11 @@ def group_sentences(text: str, tokens: list[TokenImportance], token_sentences: l
         total = sum(sentence_weights[s] for s in spans) or 1.0
         for sentence, span in spans.items():
             span[2] = sentence_weights[sentence] / total
-    return [SentenceImportance(text=text[s:e], start=s, end=e, score=score) for s, e, score in spans.values()]
+    sentences = []
+    for start, end, score in spans.values():
+        start, end = visible_span(text, start, end)
+        sentences.append(SentenceImportance(text=text[start:end], start=start, end=end, score=score))
+    return sentences
 
 
 # Fields that only serve `Explanation.sentences`; `to_dict` shows the sentences instead.

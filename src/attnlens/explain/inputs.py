@@ -166,15 +166,46 @@ def tokenize_texts(tokenizer, texts: list[str], max_length: int) -> list[Encoded
         ids = encoding["input_ids"][row]
         special = [bool(flag) for flag in encoding["special_tokens_mask"][row]]
         row_words = encoding.word_ids(row)
+        offsets = [tuple(o) for o in encoding["offset_mapping"][row]]
         encoded.append(EncodedText(
             input_ids=ids,
             special=special,
-            offsets=[tuple(o) for o in encoding["offset_mapping"][row]],
-            word_ids=[None if special[j] else row_words[j] for j in range(len(ids))],
+            offsets=offsets,
+            word_ids=blank_words_joined(texts[i], [None if special[j] else row_words[j] for j in range(len(ids))],
+                                        offsets),
             tokens=tokenizer.convert_ids_to_tokens(ids),
             truncated=rows_per_sample[i] > 1,
         ))
     return encoded
+
+
+def blank_words_joined(text: str, word_ids: list[int | None], offsets: list[tuple[int, int]]) -> list[int | None]:
+    """`word_ids` with every word of white space alone made part of the next word (trailing ones:
+    of the word before), so that a word is something a reader sees.
+
+    WordPiece drops white space, but byte-level BPE (RoBERTa) reads it: its pre-tokenizer makes
+    "  x" the words " " and " x", and a piece of spaces only ("Ġ") has an empty span once offsets
+    are trimmed. The spaces belong to the word they precede, as "Ġ" does inside "Ġx", so occlusion
+    and ERASER delete them with it and its score includes theirs. A text without a visible word
+    keeps its words as they are.
+    """
+    visible: dict[int, bool] = {}  # word id -> has a piece covering a non-space character; reading order
+    for word, (start, end) in zip(word_ids, offsets, strict=True):
+        if word is not None:
+            visible[word] = visible.get(word, False) or bool(text[start:end].strip())
+    if all(visible.values()) or not any(visible.values()):
+        return word_ids  # WordPiece always: nothing to join
+    owner: dict[int, int] = {}
+    following = None
+    for word in reversed(visible):
+        following = word if visible[word] else following
+        if following is not None:
+            owner[word] = following
+    preceding = None
+    for word in visible:
+        preceding = word if visible[word] else preceding
+        owner.setdefault(word, preceding)  # blank words after the last visible one
+    return [None if word is None else owner[word] for word in word_ids]
 
 
 def encode_texts(tokenizer, texts: list[str], max_length: int, device: torch.device | str = "cpu") -> EncodedBatch:

@@ -3,8 +3,9 @@
 The split is the model's. A HAN splits by its own rule (`HierarchicalAttentionNetwork.sentence_split`:
 its end ids and its `max_sentence_length` cut), so its sentences are exactly the ones it attended
 over. Every other model (BERT, BiRNN) has no sentences of its own and gets the same end-punctuation
-rule without the cut: a sentence ends after a token that is ".", "!" or "?" (so "!!!" and "..."
-give one-token sentences, as in the HAN).
+rule without the cut: a sentence ends after a token whose text is ".", "!" or "?" (so "!!!" and
+"..." give one-token sentences, as in the HAN, where the tokenizer splits them; a byte-level BPE
+piece of end punctuation only, such as "Ġ." or "...", ends one too).
 
 A sentence's score is the sum of its tokens' normalised scores, so sentence scores sum to 1 like
 word scores. The exception is the HAN's `native` method, whose sentence level is the HAN's own
@@ -28,12 +29,15 @@ from attnlens.explain.native import sentence_shares
 _ENDS = frozenset(SENTENCE_END_TOKENS)
 
 
-def punctuation_split(tokens: list[str]) -> list[int]:
-    """Sentence index of each token: a sentence ends after a token that is ".", "!" or "?"."""
+def punctuation_split(pieces: list[str]) -> list[int]:
+    """Sentence index of each token from its text: a sentence ends after a token whose text is end
+    punctuation alone (".", "!", "?"; a BPE piece may hold several, "..." or "?!", and the space
+    before them)."""
     indices, current = [], 0
-    for token in tokens:
+    for piece in pieces:
         indices.append(current)
-        if token in _ENDS:
+        piece = piece.strip()
+        if piece and set(piece) <= _ENDS:
             current += 1
     return indices
 

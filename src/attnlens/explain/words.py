@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from attnlens.explain.explanation import TokenImportance, WordImportance
+from attnlens.explain.explanation import TokenImportance, WordImportance, visible_span
 from attnlens.explain.inputs import EncodedBatch
 
 
@@ -57,7 +57,9 @@ def word_importances(text: str, word_ids: list[int | None], tokens: list[TokenIm
     """Merge word pieces into the words the tokenizer split the text into, in reading order.
 
     A word spans from its first piece's start to its last piece's end in the original text, so
-    accents and emoji come back exactly as the user wrote them.
+    accents and emoji come back exactly as the user wrote them, without the white space a
+    byte-level BPE piece carries (`visible_span`; words of spaces alone were joined to the next
+    word when tokenising, `attnlens.explain.inputs.blank_words_joined`).
     """
     spans: dict[int, list] = {}  # word id -> [start, end, score, attribution]
     for token, word in zip(tokens, word_ids, strict=True):
@@ -70,7 +72,8 @@ def word_importances(text: str, word_ids: list[int | None], tokens: list[TokenIm
         span[0], span[1] = min(span[0], token.start), max(span[1], token.end)
         span[2] += token.score
         span[3] += token.attribution
-    return [
-        WordImportance(word=text[s:e], start=s, end=e, score=score, attribution=attribution)
-        for s, e, score, attribution in spans.values()
-    ]
+    words = []
+    for start, end, score, attribution in spans.values():
+        start, end = visible_span(text, start, end)
+        words.append(WordImportance(word=text[start:end], start=start, end=end, score=score, attribution=attribution))
+    return words
