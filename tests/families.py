@@ -46,17 +46,33 @@ def _tokenizer(family: str):
         return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", cls_token="<s>",
                                        sep_token="</s>", pad_token="<pad>", unk_token="<unk>",
                                        mask_token="<mask>", model_max_length=512)
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok = Tokenizer(models.WordPiece(_wordpiece_vocab(), unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
-    tok.train_from_iterator(demo_texts(), trainers.WordPieceTrainer(vocab_size=VOCAB_SIZE, special_tokens=specials))
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
     return PreTrainedTokenizerFast(tokenizer_object=tok, cls_token="[CLS]", sep_token="[SEP]", pad_token="[PAD]",
                                    unk_token="[UNK]", mask_token="[MASK]", model_max_length=512)
+
+
+def _wordpiece_vocab() -> dict[str, int]:
+    """Specials, every character alone and as a continuation, then the commonest words (ties in
+    alphabetical order): the same vocabulary in every process, unlike tokenizers' WordPiece
+    trainer, whose ties fall differently from run to run."""
+    from collections import Counter
+
+    from tokenizers import normalizers, pre_tokenizers
+
+    normalizer, splitter = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    words = Counter(word for text in demo_texts()
+                    for word, _ in splitter.pre_tokenize_str(normalizer.normalize_str(text)))
+    chars = sorted({char for word in words for char in word})
+    pieces = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *(f"##{char}" for char in chars)]
+    common = sorted((word for word in words if len(word) > 1), key=lambda word: (-words[word], word))
+    pieces += common[: max(0, VOCAB_SIZE - len(pieces))]
+    return {piece: index for index, piece in enumerate(pieces)}
 
 
 def family_tokenizer(family: str):
