@@ -57,6 +57,30 @@ class LabelledConfig:
     def validate(self, source: str = "config") -> None:
         raise NotImplementedError
 
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> LabelledConfig:
+        raise NotImplementedError
+
+    @classmethod
+    def from_json_file(cls, path: str | Path):
+        return cls.from_dict(read_config_json(path), source=str(path))
+
+    def config_json(self, values: dict[str, Any]) -> dict[str, Any]:
+        """`values` (the fields) completed as `transformers` writes config.json: labels both ways,
+        no null `architectures`, keys sorted."""
+        values = dict(values)
+        values["id2label"] = {str(i): name for i, name in self.id2label.items()}
+        values["label2id"] = self.label2id
+        if values.get("architectures") is None:
+            values.pop("architectures", None)
+        return dict(sorted(values.items()))
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def to_json_file(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
     @property
     def num_labels(self) -> int:
         return len(self.id2label)

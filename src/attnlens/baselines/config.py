@@ -10,12 +10,10 @@ service) reads them without knowing which model it has.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any, ClassVar
 
-from attnlens.config import LabelledConfig, read_config_json, require_label_map, require_positive_ints
+from attnlens.config import LabelledConfig, require_label_map, require_positive_ints
 from attnlens.errors import ConfigError
 
 RNN_TYPES = ("gru", "lstm")
@@ -82,21 +80,9 @@ class _BaselineConfig(LabelledConfig):
         except (TypeError, ValueError) as error:
             raise ConfigError(f"{source}: {error}") from None
 
-    @classmethod
-    def from_json_file(cls, path: str | Path) -> _BaselineConfig:
-        return cls.from_dict(read_config_json(path), source=str(path))
-
     def to_dict(self) -> dict[str, Any]:
-        values: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
-        values["model_type"] = self.model_type
-        values["id2label"] = {str(i): name for i, name in self.id2label.items()}
-        values["label2id"] = self.label2id
-        if values.get("architectures") is None:
-            values.pop("architectures")
-        return dict(sorted(values.items()))
-
-    def to_json_file(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        values: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "id2label"}
+        return self.config_json(values | {"model_type": self.model_type})
 
 
 @dataclass

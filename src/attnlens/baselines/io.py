@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from attnlens.errors import CheckpointError, InputError
 from attnlens.hub import resolve_model_dir
-from attnlens.models.pretrained import read_weights, save_hub_layout
+from attnlens.models.pretrained import read_weights, require_matching_state, save_hub_layout
 
 # The baselines' own attention plus the model-agnostic methods (integrated gradients finds the word
 # embeddings through `get_input_embeddings`). The others (attention, rollout, grad_rollout) read
@@ -25,19 +25,7 @@ SUPPORTED_EXPLANATIONS = (NATIVE_METHOD, "occlusion", "integrated_gradients")
 
 
 def load_strict(model: nn.Module, state: dict[str, Tensor], source: str) -> None:
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    if missing:
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise CheckpointError(f"{source}: missing weight {missing[0]!r}{more}")
-    if unexpected:
-        more = f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
-        raise CheckpointError(f"{source}: unexpected weight {unexpected[0]!r}{more}")
-    for key, tensor in expected.items():
-        if state[key].shape != tensor.shape:
-            raise CheckpointError(f"{source}: weight {key!r} has shape {tuple(state[key].shape)} in the "
-                                  f"checkpoint but {tuple(tensor.shape)} in the model (check config.json)")
+    require_matching_state(model.state_dict(), state, source)
     with torch.no_grad():
         model.load_state_dict(state, strict=True)
 

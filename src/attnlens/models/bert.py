@@ -140,9 +140,13 @@ class BertLayer(nn.Module):
 
 
 class BertEncoder(nn.Module):
+    """The stack of layers; a family with its own block class (DistilBERT) reuses this loop."""
+
+    layer_class: type[nn.Module] = BertLayer
+
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
-        self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
+        self.layer = nn.ModuleList(self.layer_class(config) for _ in range(config.num_hidden_layers))
 
     def forward(self, hidden: Tensor, mask: Tensor | None, *, output_attentions: bool = False,
                 output_hidden_states: bool = False, attention_hook: AttentionHook | None = None

@@ -11,12 +11,10 @@ that does not load.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from attnlens.config import LabelledConfig, read_config_json, require_label_map, require_positive_ints
+from attnlens.config import LabelledConfig, require_label_map, require_positive_ints
 from attnlens.errors import ConfigError
 
 SUPPORTED_ACTIVATIONS = ("gelu", "relu", "gelu_new", "gelu_pytorch_tanh", "silu", "swish")
@@ -81,24 +79,11 @@ class EncoderConfig(LabelledConfig):
             raise ConfigError(f"{source}: {error}") from None
         return config
 
-    @classmethod
-    def from_json_file(cls: type[ConfigT], path: str | Path) -> ConfigT:
-        return cls.from_dict(read_config_json(path), source=str(path))
-
     def to_dict(self) -> dict[str, Any]:
         """The `config.json` dictionary, in the form `transformers` writes it."""
         values: dict[str, Any] = dict(self.extra)
-        for f in fields(self):
-            if f.name not in ("extra", "id2label"):
-                values[f.name] = getattr(self, f.name)
-        values["id2label"] = {str(i): name for i, name in self.id2label.items()}
-        values["label2id"] = self.label2id
-        if values.get("architectures") is None:
-            values.pop("architectures")
-        return dict(sorted(values.items()))
-
-    def to_json_file(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        values.update({f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("extra", "id2label")})
+        return self.config_json(values)
 
     def with_labels(self: ConfigT, *, num_labels: int | None = None,
                     id2label: dict[int, str] | None = None) -> ConfigT:

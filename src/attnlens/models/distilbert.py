@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from attnlens.attention import merge_heads, scaled_dot_product_attention, split_heads
 from attnlens.models.activations import activation_module
-from attnlens.models.bert import AttentionHook, check_input_ids, padding_mask
+from attnlens.models.bert import AttentionHook, BertEncoder, check_input_ids, padding_mask
 from attnlens.models.configuration import DistilBertConfig
 from attnlens.models.contract import TRANSFORMER_EXPLANATIONS, PostLNLayerParts
 from attnlens.models.outputs import EncoderOutput, SequenceClassifierOutput
@@ -110,26 +110,10 @@ class TransformerBlock(nn.Module):
             output=self.ffn.lin2, output_norm=self.output_layer_norm)
 
 
-class Transformer(nn.Module):
-    def __init__(self, config: DistilBertConfig) -> None:
-        super().__init__()
-        self.layer = nn.ModuleList(TransformerBlock(config) for _ in range(config.n_layers))
+class Transformer(BertEncoder):
+    """BERT's layer loop over DistilBERT's blocks."""
 
-    def forward(self, hidden: Tensor, mask: Tensor | None, *, output_attentions: bool = False,
-                output_hidden_states: bool = False, attention_hook: AttentionHook | None = None
-                ) -> tuple[Tensor, tuple[Tensor, ...] | None, tuple[Tensor, ...] | None]:
-        all_hidden = [hidden] if output_hidden_states else None
-        all_attentions = [] if output_attentions else None
-        for index, layer in enumerate(self.layer):
-            hidden, probs = layer(hidden, mask, output_attentions or attention_hook is not None)
-            if attention_hook is not None:
-                attention_hook(index, probs)
-            if all_attentions is not None:
-                all_attentions.append(probs)
-            if all_hidden is not None:
-                all_hidden.append(hidden)
-        return (hidden, tuple(all_hidden) if all_hidden is not None else None,
-                tuple(all_attentions) if all_attentions is not None else None)
+    layer_class = TransformerBlock
 
 
 class DistilBertModel(PreTrainedEncoder):

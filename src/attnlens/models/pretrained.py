@@ -15,7 +15,7 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -118,27 +118,28 @@ def map_checkpoint_keys(state: dict[str, Tensor], model: PreTrainedEncoder) -> t
     return mapped, dropped
 
 
+def require_matching_state(expected: dict[str, Tensor], state: dict[str, Tensor], source: str, *,
+                           may_miss: Collection[str] = (), hint: str = "config.json") -> None:
+    """Every key of `expected` in `state` (but `may_miss`), nothing else, every shape equal; the
+    error names the first offending key (in the model's order) and both shapes."""
+    missing = [k for k in expected if k not in state and k not in may_miss]
+    unexpected = [k for k in state if k not in expected]
+    for problem, keys in (("missing", missing), ("unexpected", unexpected)):
+        if keys:
+            more = f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""
+            raise CheckpointError(f"{source}: {problem} weight {keys[0]!r}{more}")
+    for key, tensor in expected.items():
+        if key in state and state[key].shape != tensor.shape:
+            raise CheckpointError(f"{source}: weight {key!r} has shape {tuple(state[key].shape)} in the "
+                                  f"checkpoint but {tuple(tensor.shape)} in the model (check {hint})")
+
+
 def load_weights(model: PreTrainedEncoder, state: dict[str, Tensor], source: str) -> list[str]:
     """Strictly load `state` into `model`. Returns the names initialised fresh (the head, if absent)."""
     mapped, _ = map_checkpoint_keys(state, model)
     expected = model.state_dict()
-    missing = [k for k in expected if k not in mapped]
-    fresh = [k for k in missing if k.startswith(model.head_prefixes)]
-    missing = [k for k in missing if k not in fresh]
-    unexpected = [k for k in mapped if k not in expected]
-    if missing:
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise CheckpointError(f"{source}: missing weight {missing[0]!r}{more}")
-    if unexpected:
-        more = f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
-        raise CheckpointError(f"{source}: unexpected weight {unexpected[0]!r}{more}")
-    for key in expected:  # the model's order, so the first mismatch named is the first in the model
-        tensor = mapped.get(key)
-        if tensor is not None and tensor.shape != expected[key].shape:
-            raise CheckpointError(
-                f"{source}: weight {key!r} has shape {tuple(tensor.shape)} in the checkpoint but "
-                f"{tuple(expected[key].shape)} in the model (check num_labels / the config)"
-            )
+    fresh = [k for k in expected if k not in mapped and k.startswith(model.head_prefixes)]
+    require_matching_state(expected, mapped, source, may_miss=fresh, hint="num_labels / the config")
     with torch.no_grad():
         result = model.load_state_dict(mapped, strict=False)
     assert not result.unexpected_keys and set(result.missing_keys) == set(fresh)
