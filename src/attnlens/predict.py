@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import torch
 
+from attnlens.calibration import apply_temperature, is_uncertain, temperature_of
 from attnlens.cancellation import PredictionCancelled, StopCheck, StopPoll, stop_points
 from attnlens.classifier import label_names
 from attnlens.errors import InputError
@@ -35,11 +36,12 @@ class Prediction:
     """One text's result; `num_tokens` counts the tokens of the text plus [CLS]/[SEP]."""
 
     label: str
-    score: float  # probability of `label`
+    score: float  # probability of `label` (calibrated when the model has a temperature)
     probabilities: dict[str, float]
     num_tokens: int  # tokens the model saw (truncate) or the whole text's tokens (chunk)
     truncated: bool  # True when tokens past the model's window were dropped
     num_windows: int = 1  # windows scored for this text (> 1 only with long_text="chunk")
+    uncertain: bool = False  # `score` is below the caller's `min_confidence` (the label stays the arg-max)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,7 +72,10 @@ class Predictor:
         batch_size: int = 32,
         chunk_overlap: int | None = None,
         device: str | torch.device | None = None,
+        temperature: float | None = None,
     ) -> None:
+        """`temperature`: None applies the model's own (attnlens.calibration, 1.0 when it has
+        none); 1.0 gives the raw probabilities."""
         self.model = model.eval()
         self.tokenizer = tokenizer
         model_max = int(model.config.max_tokens)
@@ -94,6 +99,9 @@ class Predictor:
         self.chunk_overlap = chunk_overlap
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.labels = label_names(model)
+        self.temperature = temperature_of(model) if temperature is None else float(temperature)
+        if not (self.temperature > 0 and self.temperature != float("inf")):
+            raise InputError(f"temperature={temperature!r} must be a positive finite number")
         self.cls_id = tokenizer.cls_token_id
         self.sep_id = tokenizer.sep_token_id
         self.pad_id = padding_id(tokenizer)
@@ -158,18 +166,22 @@ class Predictor:
         return probabilities
 
     def predict(
-        self, texts: Sequence[str], *, long_text: LongText = "truncate", should_stop: StopCheck | None = None
+        self, texts: Sequence[str], *, long_text: LongText = "truncate", should_stop: StopCheck | None = None,
+        min_confidence: float | None = None,
     ) -> list[Prediction]:
         """Predict every text; results keep the order of `texts`.
 
         Any string is read as text: special-token strings in it are ordinary characters, and a
         text without a word piece (empty, blank, or only characters the tokenizer drops, such as
         U+200B or a lone combining accent) gets the model's prediction on [CLS][SEP]
-        (`num_tokens=2`). A non-string or a lone surrogate raises InputError. When `should_stop()`
+        (`num_tokens=2`). Probabilities are calibrated by the predictor's temperature; a result
+        whose score is below `min_confidence` says `uncertain=True`. A non-string or a lone surrogate raises InputError. When `should_stop()`
         says True the call raises PredictionCancelled (attnlens.cancellation) within a layer's work.
         """
         if long_text not in LONG_TEXT_MODES:
             raise InputError(f"long_text={long_text!r} is not one of {', '.join(LONG_TEXT_MODES)}")
+        if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
+            raise InputError(f"min_confidence={min_confidence!r} must be in [0, 1]")
         texts = list(texts)
         for index, text in enumerate(texts):
             if not isinstance(text, str):
@@ -187,7 +199,7 @@ class Predictor:
             totals[window.text_index] += window.weight * probs.double()
             weights[window.text_index] += window.weight
             counts[window.text_index] += 1
-        averaged = totals / weights[:, None]
+        averaged = apply_temperature(totals / weights[:, None], self.temperature)
 
         results = []
         for index, ids in enumerate(token_ids):
@@ -203,6 +215,7 @@ class Predictor:
                     num_tokens=min(full_length, self.max_length) if truncated else full_length,
                     truncated=truncated,
                     num_windows=counts[index],
+                    uncertain=is_uncertain(probs[best], min_confidence),
                 )
             )
         return results

@@ -46,6 +46,8 @@ class _BaselineConfig(LabelledConfig):
     base_model: str | None = None  # where the tokenizer and initial embeddings came from
     id2label: dict[int, str] = field(default_factory=lambda: {0: "LABEL_0", 1: "LABEL_1"})
     architectures: list[str] | None = None
+    # Temperature scaling fitted for this model (attnlens.calibration); absent when never fitted.
+    attnlens_calibration: dict[str, Any] | None = None
 
     def validate(self, source: str = "config") -> None:
         require_positive_ints(self, ("vocab_size", "embedding_dim", "hidden_size", "num_layers",
@@ -82,6 +84,8 @@ class _BaselineConfig(LabelledConfig):
 
     def to_dict(self) -> dict[str, Any]:
         values: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "id2label"}
+        if values["attnlens_calibration"] is None:
+            del values["attnlens_calibration"]
         return self.config_json(values | {"model_type": self.model_type})
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from attnlens.calibration import temperature_of
 from attnlens.cancellation import StopCheck, StopPoll, stop_points
 from attnlens.classifier import eval_mode, label_names
 from attnlens.errors import InputError
@@ -60,7 +61,8 @@ def build_explanations(model, batch: EncodedBatch, texts: list[str], method: str
     split (the HAN's) is recorded, since it needs the batch's ids.
     """
     targets = resolve_targets(logits.detach(), target).tolist()
-    probabilities = logits.detach().float().softmax(dim=-1).cpu()
+    # Calibrated like the Predictor's (attnlens.calibration); the arg-max is the same either way.
+    probabilities = (logits.detach().float() / temperature_of(model)).softmax(dim=-1).cpu()
     predicted = probabilities.argmax(dim=-1).tolist()
     probabilities = probabilities.tolist()
     names = label_names(model)

@@ -34,21 +34,29 @@ def ids_without_words(batch: EncodedBatch, example: int, removed: Iterable[int])
 
 
 @torch.no_grad()
+def class_probabilities(
+    model, sequences: list[list[int]], pad_id: int, batch_size: int | None = 64, tokens_per_pass: int | None = None,
+) -> torch.Tensor:
+    """(n, classes) probabilities of each sequence, in chunks sorted by length so padding stays small.
+
+    A chunk holds at most `batch_size` sequences and at most `tokens_per_pass` padded tokens (at
+    least one sequence), so memory stays bounded whatever the texts' lengths; None lifts a limit.
+    These are the model's raw probabilities (no temperature): deletion measures compare the
+    model with itself.
+    """
+    device = next(model.parameters()).device
+    result = torch.empty(len(sequences), int(model.config.num_labels), dtype=torch.float32)
+    lengths = [len(sequence) for sequence in sequences]
+    for chunk in length_sorted_batches(lengths, max_rows=batch_size, max_tokens=tokens_per_pass):
+        inputs = padded_inputs([sequences[i] for i in chunk], pad_id, device)
+        result[chunk] = classify(model, **inputs).float().softmax(dim=-1).cpu()
+    return result
+
+
 def target_probabilities(
     model, sequences: list[list[int]], targets: list[int], pad_id: int, batch_size: int | None = 64,
     tokens_per_pass: int | None = None,
 ) -> torch.Tensor:
-    """p(target | sequence) for each sequence, in chunks sorted by length so padding stays small.
-
-    A chunk holds at most `batch_size` sequences and at most `tokens_per_pass` padded tokens (at
-    least one sequence), so memory stays bounded whatever the texts' lengths; None lifts a limit.
-    """
-    device = next(model.parameters()).device
-    result = torch.empty(len(sequences), dtype=torch.float32)
-    lengths = [len(sequence) for sequence in sequences]
-    for chunk in length_sorted_batches(lengths, max_rows=batch_size, max_tokens=tokens_per_pass):
-        inputs = padded_inputs([sequences[i] for i in chunk], pad_id, device)
-        probs = classify(model, **inputs).float().softmax(dim=-1).cpu()
-        chunk_targets = torch.tensor([targets[i] for i in chunk])
-        result[chunk] = probs.gather(1, chunk_targets.unsqueeze(1)).squeeze(1)
-    return result
+    """p(target | sequence) for each sequence (`class_probabilities` of each target)."""
+    probabilities = class_probabilities(model, sequences, pad_id, batch_size, tokens_per_pass)
+    return probabilities.gather(1, torch.tensor(targets, dtype=torch.long).view(-1, 1)).squeeze(1)
