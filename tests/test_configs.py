@@ -56,8 +56,13 @@ def test_overrides_use_the_yaml_structure(tmp_path):
             "data.validation=org/dataset",
             "training.learning_rate=3e-4",
             "model.dropout=null",
+            "training.class_weights=[1,3]",
+            "training.sampler=balanced",
         ],
     )
+    assert config.training.class_weights == [1.0, 3.0] and all(
+        isinstance(weight, float) for weight in config.training.class_weights)
+    assert config.training.sampler == "balanced"
     assert config.output.dir == "elsewhere"
     assert (config.training.max_steps, config.training.seed, config.training.checkpoint_every_steps) == (7, 3, 2)
     assert config.training.resume == "auto"
@@ -80,6 +85,12 @@ def test_overrides_use_the_yaml_structure(tmp_path):
         ("training.layerwise_lr_decay=0", "training.layerwise_lr_decay=0.0 must be in (0, 1]"),
         ("training.rdrop_alpha=-1", "training.rdrop_alpha=-1.0 must be 0 (off) or a positive finite number"),
         ("training.label_smoothing=1", "training.label_smoothing=1.0 must be in [0, 1)"),
+        ("training.class_weights=heavy", "training.class_weights='heavy' must be one of ['none', 'balanced']"),
+        ("training.class_weights=[1,2,3]", "training.class_weights=[1.0, 2.0, 3.0] must have one weight per label"),
+        ("training.class_weights=[1,0]", "training.class_weights=[1.0, 0.0] must hold positive finite weights"),
+        ("training.class_weights=[-1,2]", "the weight of 'negative' is -1.0"),
+        ("training.class_weights=[1,a]", "training.class_weights must be str or a list of float"),
+        ("training.sampler=random", "training.sampler='random' must be one of ['length_grouped', 'balanced']"),
         ("training.metric_for_best=bleu", "training.metric_for_best='bleu' must be one of"),
         ("training.mixed_precision=fp8", "training.mixed_precision='fp8' must be one of"),
         ("data.label_names=[good]", "data.label_names=['good'] must list at least 2"),

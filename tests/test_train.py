@@ -6,6 +6,7 @@ user runs, and Accelerate keeps process-wide state), killed with SIGKILL where t
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -194,10 +196,13 @@ def free_port() -> int:
 
 
 def test_two_processes_report_what_one_process_measures(tmp_path, tiny_base, review_files, capsys):
+    """Also the end-to-end run of the class-imbalance options (sharded balanced draws, weighted loss
+    on each process's device), which do not change what is measured here."""
     from attnlens.cli import main as attnlens_main
 
     config = write_job_config(tmp_path, tiny_base, *review_files, epochs=1, eval_every_steps=0,
-                              checkpoint_every_steps=5, gradient_accumulation_steps=2)
+                              checkpoint_every_steps=5, gradient_accumulation_steps=2,
+                              class_weights="balanced", sampler="balanced")
     launch = [
         sys.executable, "-m", "accelerate.commands.launch",
         "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
@@ -219,7 +224,17 @@ def test_two_processes_report_what_one_process_measures(tmp_path, tiny_base, rev
         "random_states_0.pkl",
         "random_states_1.pkl",
     }
-    assert "accelerate launch --num_processes 2" in (out / "best" / "README.md").read_text()
+    card = (out / "best" / "README.md").read_text()
+    assert "accelerate launch --num_processes 2" in card
+    # 160 training rows, 89 negative and 71 positive: n / (2 x count) each.
+    with review_files[0].open(encoding="utf-8") as handle:
+        counts = Counter(row["label"] for row in csv.DictReader(handle))
+    hyper_parameters = json.loads(card.split("## Hyper-parameters\n\n```json\n")[1].split("```")[0])
+    assert hyper_parameters["sampler"] == "balanced"
+    assert hyper_parameters["class_weights"] == {
+        "rule": "balanced",
+        "weights": {name: round(160 / (2 * counts[name]), 4) for name in ("negative", "positive")},
+    }
 
     capsys.readouterr()
     exit_code = attnlens_main(

@@ -9,17 +9,18 @@ from collections import Counter
 from pathlib import Path
 
 import datasets
+import numpy as np
 import pytest
 import torch
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
-from attnlens.errors import DataError
+from attnlens.errors import ConfigError, DataError
 from attnlens.padding import sorted_by_length
-from attnlens.training.batching import LengthGroupedSampler, PaddingCollator
+from attnlens.training.batching import ClassBalancedSampler, LengthGroupedSampler, PaddingCollator
 from attnlens.training.checkpointing import resolve_resume
 from attnlens.training.config import TrainingConfig
 from attnlens.training.data import load_examples, tokenize_examples
-from attnlens.training.job import classification_loss, training_inputs
+from attnlens.training.job import classification_loss, resolve_class_weights, training_inputs
 from attnlens.training.metrics import ClassificationMetrics
 from attnlens.training.optim import build_optimizer, build_scheduler, is_decayed
 
@@ -121,6 +122,66 @@ def test_sampler_is_seeded_per_epoch_and_groups_lengths():
         return sum(len(b) * max(lengths[j] for j in b) for b in batches)
 
     assert padded(first) < 0.8 * padded(plain)
+
+
+def test_balanced_sampler_is_seeded_per_epoch_evens_out_classes_and_groups_lengths():
+    labels = [0] * 9_000 + [1] * 1_000
+    lengths = [int(x) for x in torch.randint(3, 60, (len(labels),), generator=torch.Generator().manual_seed(0))]
+    sampler = ClassBalancedSampler(lengths, labels, batch_size=10, seed=5, mega_batch_factor=5)
+    first = list(sampler)
+    assert len(first) == len(sampler) == len(labels)
+    assert list(sampler) == first, "same epoch, same draw"
+    assert list(ClassBalancedSampler(lengths, labels, 10, seed=5, mega_batch_factor=5)) == first
+    sampler.set_epoch(1)
+    assert list(sampler) != first
+    sampler.set_epoch(0)
+    assert list(ClassBalancedSampler(lengths, labels, 10, seed=6, mega_batch_factor=5)) != first
+    # With replacement, each class half the draws: the binomial's standard deviation is 50 here.
+    minority = sum(labels[i] for i in first)
+    assert abs(minority - len(labels) / 2) < 300, minority
+    assert len(set(first)) < len(labels), "drawn with replacement"
+    # Grouping only reorders the same draw within mega-batches, and saves padding as it does unbalanced.
+    plain = list(ClassBalancedSampler(lengths, labels, 10, seed=5, group_by_length=False, mega_batch_factor=5))
+    assert sorted(plain) == sorted(first) and plain != first
+    for start in range(0, len(first), 50):
+        assert sorted(first[start : start + 50]) == sorted(plain[start : start + 50])
+
+    def padded(order):
+        batches = [order[i : i + 10] for i in range(0, len(order), 10)]
+        return sum(len(b) * max(lengths[j] for j in b) for b in batches)
+
+    assert padded(first) < 0.8 * padded(plain)
+
+
+def test_weighted_loss_is_the_weighted_mean_of_cross_entropies():
+    torch.manual_seed(0)
+    logits = torch.randn(10, 3)
+    labels = torch.tensor([0, 2, 1, 1, 0])
+    weights = torch.tensor([0.5, 2.0, 1.25])
+    first = logits[:5]
+    per_example = -first.log_softmax(-1)[torch.arange(5), labels]
+    expected = (weights[labels] * per_example).sum() / weights[labels].sum()
+    torch.testing.assert_close(classification_loss(first, labels, class_weights=weights), expected)
+    torch.testing.assert_close(classification_loss(first, labels, class_weights=torch.ones(3)),
+                               classification_loss(first, labels))
+    # With R-Drop both passes' cross-entropy is weighted; the KL part is the unweighted one.
+    both = torch.cat([labels, labels])
+    weighted_rdrop = classification_loss(logits, labels, rdrop_alpha=0.7, class_weights=weights)
+    torch.testing.assert_close(weighted_rdrop - classification_loss(logits, both, class_weights=weights),
+                               classification_loss(logits, labels, rdrop_alpha=0.7) - classification_loss(logits, both))
+
+
+def test_balanced_class_weights_follow_scikit_learn_and_refuse_an_absent_class():
+    from sklearn.utils.class_weight import compute_class_weight
+
+    labels = [0] * 7 + [1] * 2 + [2] * 11
+    names = ["negative", "neutral", "positive"]
+    expected = compute_class_weight("balanced", classes=np.arange(3), y=labels)
+    assert resolve_class_weights("balanced", labels, names) == pytest.approx(expected.tolist())
+    assert resolve_class_weights("none", labels, names) is None
+    assert resolve_class_weights([1, 2.5, 3], labels, names) == [1.0, 2.5, 3.0]
+    with pytest.raises(ConfigError, match="class 'neutral' has no examples in the training split"):
+        resolve_class_weights("balanced", [0, 2, 2], names)
 
 
 def test_collator_pads_dynamically_and_masks(tokenizer):

@@ -25,6 +25,8 @@ from attnlens.loading import ARCHITECTURES
 
 METRIC_NAMES = ("accuracy", "f1", "precision", "recall")
 MIXED_PRECISION_CHOICES = ("auto", "no", "bf16", "fp16")
+CLASS_WEIGHT_CHOICES = ("none", "balanced")
+SAMPLER_CHOICES = ("length_grouped", "balanced")
 FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
@@ -75,6 +77,12 @@ class TrainingConfig:
     # Label smoothing (Szegedy et al. 2016): the target puts this mass uniformly over all classes
     # and the rest on the true label, so the loss stops rewarding ever larger logits; 0 -> off.
     label_smoothing: float = 0.0
+    # Per-class weights of the training cross-entropy: "none" (all 1), "balanced" (n_samples /
+    # (n_classes x count of the class), from the training split), or one weight per data.label_names.
+    class_weights: str | list[float] = "none"
+    # "length_grouped" (every example once per epoch) or "balanced" (drawn with replacement so every
+    # class is seen equally often); both length-grouped when group_by_length is true.
+    sampler: str = "length_grouped"
     max_grad_norm: float | None = 1.0
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
@@ -306,6 +314,9 @@ def validate_job_config(config: JobConfig, source: str = "config") -> None:
         fail("training.rdrop_alpha", training.rdrop_alpha, "must be 0 (off) or a positive finite number")
     if not 0.0 <= training.label_smoothing < 1.0:
         fail("training.label_smoothing", training.label_smoothing, "must be in [0, 1)")
+    validate_class_weights(training.class_weights, data.label_names, fail)
+    if training.sampler not in SAMPLER_CHOICES:
+        fail("training.sampler", training.sampler, f"must be one of {list(SAMPLER_CHOICES)}")
     if not 0.0 < training.layerwise_lr_decay <= 1.0:
         fail("training.layerwise_lr_decay", training.layerwise_lr_decay, "must be in (0, 1]")
     if training.layerwise_lr_decay != 1.0 and config.model.arch != "encoder":
@@ -330,3 +341,20 @@ def validate_job_config(config: JobConfig, source: str = "config") -> None:
         fail("output.hub_repo_id", output.hub_repo_id, "must be set (owner/name) when output.push_to_hub is true")
     if output.hub_repo_id is not None and output.hub_repo_id.count("/") != 1:
         fail("output.hub_repo_id", output.hub_repo_id, "must look like owner/name")
+
+
+def validate_class_weights(
+    class_weights: str | list[float], label_names: list[str], fail: typing.Callable[[str, Any, str], typing.NoReturn]
+) -> None:
+    """A rule name, or exactly one positive finite weight per label (in `label_names` order)."""
+    key = "training.class_weights"
+    if isinstance(class_weights, str):
+        if class_weights not in CLASS_WEIGHT_CHOICES:
+            fail(key, class_weights, f"must be one of {list(CLASS_WEIGHT_CHOICES)} or a list of one weight per label")
+        return
+    if len(class_weights) != len(label_names):
+        fail(key, class_weights, f"must have one weight per label of data.label_names ({len(label_names)}: "
+             f"{label_names}), got {len(class_weights)}")
+    for name, weight in zip(label_names, class_weights, strict=True):
+        if not (math.isfinite(weight) and weight > 0):
+            fail(key, class_weights, f"must hold positive finite weights; the weight of {name!r} is {weight}")

@@ -11,6 +11,8 @@ import json
 import math
 import shutil
 import time
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,10 +28,10 @@ from tqdm.auto import tqdm
 
 from attnlens import DEFAULT_BASE_MODEL, load_tokenizer
 from attnlens.baselines.job_config import build_baseline_model
-from attnlens.errors import AttnlensError, CheckpointError
+from attnlens.errors import AttnlensError, CheckpointError, ConfigError
 from attnlens.loading import load_model
 from attnlens.padding import sorted_by_length
-from attnlens.training.batching import LengthGroupedSampler, PaddingCollator
+from attnlens.training.batching import ClassBalancedSampler, LengthGroupedSampler, PaddingCollator
 from attnlens.training.checkpointing import (
     JobState,
     all_finite,
@@ -38,7 +40,7 @@ from attnlens.training.checkpointing import (
     resolve_resume,
     save_checkpoint,
 )
-from attnlens.training.config import JobConfig
+from attnlens.training.config import JobConfig, TrainingConfig
 from attnlens.training.data import load_examples, tokenize_examples
 from attnlens.training.evaluation import evaluate
 from attnlens.training.hub_push import preflight_push, push_model
@@ -147,19 +149,49 @@ def tokenize_datasets(
         )
 
 
+def resolve_class_weights(
+    class_weights: str | list[float], labels: Sequence[int], label_names: list[str], split: str = "training split"
+) -> list[float] | None:
+    """`training.class_weights` as numbers, one per label; None for plain cross-entropy.
+
+    `balanced` is scikit-learn's rule, n_samples / (n_classes x count of the class): every class
+    then carries the same total weight in an epoch, whatever its share of the examples.
+    """
+    if isinstance(class_weights, list):
+        return [float(weight) for weight in class_weights]
+    if class_weights == "none":
+        return None
+    counts = Counter(labels)
+    missing = [name for label, name in enumerate(label_names) if counts[label] == 0]
+    if missing:
+        raise ConfigError(
+            f"training.class_weights=balanced: class {missing[0]!r} has no examples in the {split}, so its "
+            "weight n_samples / (n_classes x 0) is infinite; add examples of it, drop it from data.label_names, "
+            "or give explicit weights (training.class_weights=[...])"
+        )
+    return [len(labels) / (len(label_names) * counts[label]) for label in range(len(label_names))]
+
+
+def build_train_sampler(train: datasets.Dataset, training: TrainingConfig) -> LengthGroupedSampler:
+    """`training.sampler`: every example once per epoch, or classes drawn equally often."""
+    if training.sampler == "balanced":
+        return ClassBalancedSampler(train["length"], train["labels"], training.batch_size, training.seed,
+                                    group_by_length=training.group_by_length)
+    return LengthGroupedSampler(train["length"], training.batch_size, training.seed,
+                                group_by_length=training.group_by_length)
+
+
 def build_dataloaders(
     tokenized: Datasets, tokenizer: Any, config: JobConfig
 ) -> tuple[DataLoader, DataLoader]:
-    """Length-grouped training batches, longest-first evaluation batches, both dynamically padded.
+    """Training batches from `training.sampler`, longest-first evaluation batches, both dynamically padded.
 
     Each loader gets a private `torch.Generator`: PyTorch draws a base seed for every new iterator,
     and drawing it from the global RNG would shift the dropout stream of a resumed run.
     """
     training = config.training
     collator = PaddingCollator(tokenizer.pad_token_id)
-    train_sampler = LengthGroupedSampler(
-        tokenized.train["length"], training.batch_size, training.seed, group_by_length=training.group_by_length
-    )
+    train_sampler = build_train_sampler(tokenized.train, training)
     train_loader = DataLoader(
         tokenized.train.with_format(columns=["input_ids", "labels"]),
         batch_size=training.batch_size,
@@ -178,21 +210,26 @@ def build_dataloaders(
 
 
 def classification_loss(logits: torch.Tensor, labels: torch.Tensor, rdrop_alpha: float = 0.0,
-                        label_smoothing: float = 0.0) -> torch.Tensor:
-    """Cross-entropy (against targets smoothed by `label_smoothing`); with `rdrop_alpha` > 0,
-    R-Drop's loss over a batch that was run twice.
+                        label_smoothing: float = 0.0, class_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy (against targets smoothed by `label_smoothing`, each example weighted by its
+    class's entry of `class_weights` when given); with `rdrop_alpha` > 0, R-Drop's loss over a batch
+    that was run twice.
+
+    Weighted, the cross-entropy is PyTorch's: the weighted sum over examples divided by the sum of
+    their weights, so all-equal weights give the plain loss.
 
     With R-Drop the logits hold the batch twice, stacked (`2 x batch` rows), each copy under its own
     dropout mask. The loss is the paper's (the two copies' cross-entropy plus alpha/2 x their
     symmetric KL, summed over examples) divided by 2N, so its cross-entropy part is on the scale of
-    the plain loss and the learning rate means the same with it on or off.
+    the plain loss and the learning rate means the same with it on or off. The KL term compares the
+    two passes with each other, not with the label, so it stays unweighted.
     """
     if rdrop_alpha == 0:
-        return F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
+        return F.cross_entropy(logits.float(), labels, weight=class_weights, label_smoothing=label_smoothing)
     log_p, log_q = F.log_softmax(logits.float(), dim=-1).chunk(2)
     # cross_entropy of log-probabilities equals that of the logits (log_softmax is idempotent).
     cross_entropy = F.cross_entropy(torch.cat([log_p, log_q]), torch.cat([labels, labels]),
-                                    label_smoothing=label_smoothing)
+                                    weight=class_weights, label_smoothing=label_smoothing)
     symmetric_kl = (F.kl_div(log_q, log_p, log_target=True, reduction="batchmean")
                     + F.kl_div(log_p, log_q, log_target=True, reduction="batchmean"))
     return cross_entropy + rdrop_alpha / 4 * symmetric_kl
@@ -220,6 +257,14 @@ class FineTuningJob:
         # Same seed everywhere for the model's fresh classifier head (DDP also broadcasts rank 0's).
         set_seed(config.training.seed)
         raw = load_datasets(config, self.accelerator)
+        # Resolved before the model loads, so a class missing from the training split fails in seconds.
+        self.class_weights = resolve_class_weights(
+            config.training.class_weights, raw.train["labels"], config.data.label_names,
+            split=f"training split (data.train={config.data.train!r})",
+        )
+        self.class_weight_tensor = None if self.class_weights is None else torch.tensor(
+            self.class_weights, dtype=torch.float32, device=self.accelerator.device
+        )
         self.model = build_model(config)
         self.tokenizer = load_tokenizer(base_model_path(config), revision=config.model.revision)
         self.max_length = effective_max_length(config, self.model)
@@ -315,7 +360,8 @@ class FineTuningJob:
         for batch in batches:
             with accelerator.accumulate(self.model):
                 logits = self.model(**training_inputs(batch, training.rdrop_alpha)).logits
-                loss = classification_loss(logits, batch["labels"], training.rdrop_alpha, training.label_smoothing)
+                loss = classification_loss(logits, batch["labels"], training.rdrop_alpha, training.label_smoothing,
+                                           self.class_weight_tensor)
                 mean_loss = float(accelerator.reduce(loss.detach(), reduction="mean"))
                 if not math.isfinite(mean_loss):
                     raise TrainingDivergedError(
@@ -444,6 +490,7 @@ class FineTuningJob:
             command=self.command,
             num_processes=self.accelerator.num_processes,
             mixed_precision=self.accelerator.mixed_precision,
+            class_weights=self.class_weights,
         )
 
     def write_outputs(self, elapsed: float, examples: int) -> dict[str, Any]:

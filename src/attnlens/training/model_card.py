@@ -21,7 +21,10 @@ def render_model_card(
     command: str,
     num_processes: int,
     mixed_precision: str,
+    class_weights: list[float] | None = None,
 ) -> str:
+    """The card's markdown; `class_weights` are the resolved numbers of `training.class_weights`
+    (needed for `balanced`, which depends on the training split; a list in the config is used as is)."""
     training = config.training
     data = config.data
     label_names = ", ".join(f"`{name}`" for name in data.label_names)
@@ -38,6 +41,8 @@ def render_model_card(
         "layerwise_lr_decay": training.layerwise_lr_decay,
         "rdrop_alpha": training.rdrop_alpha,
         "label_smoothing": training.label_smoothing,
+        "class_weights": describe_class_weights(training.class_weights, class_weights, data.label_names),
+        "sampler": training.sampler,
         "weight_decay": training.weight_decay,
         "warmup_ratio": training.warmup_ratio,
         "max_grad_norm": training.max_grad_norm,
@@ -97,6 +102,17 @@ model = load_model("path/to/this/folder")  # the family (BERT, RoBERTa, DistilBE
 tokenizer = load_tokenizer("path/to/this/folder")
 ```
 """
+
+
+def describe_class_weights(
+    setting: str | list[float], resolved: list[float] | None, label_names: list[str]
+) -> str | dict[str, Any]:
+    """`none`, or the rule with each label's weight: {"rule": "balanced", "weights": {"negative": 0.8989, ...}}."""
+    if isinstance(setting, list):
+        setting, resolved = "explicit", resolved or setting
+    if resolved is None:
+        return setting
+    return {"rule": setting, "weights": {name: round(w, 4) for name, w in zip(label_names, resolved, strict=True)}}
 
 
 def write_model_card(folder: Path, text: str) -> Path:
