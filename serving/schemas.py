@@ -11,11 +11,11 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from attnlens.models.contract import TRANSFORMER_EXPLANATIONS as ENCODER_METHODS
-from serving.settings import MAX_CHARS
+from serving.settings import MAX_CHARS, MIN_CONFIDENCE
 
 # The control-character rule (docs/serving.md): NUL is removed; every other C0 control except
 # tab, line feed and carriage return, DEL and the C1 controls become a space; unpaired UTF-16
@@ -58,6 +58,18 @@ Text = Annotated[
     AfterValidator(clean_text),
 ]
 
+
+# Strict: "0.5" or true is a 400, as the OpenAPI `number` says, not silently read as a threshold.
+# Documented with OpenAPI 3.0's `nullable`: the document is 3.0, where pydantic's
+# `anyOf: [number, {type: null}]` does not allow null, so clients and schemathesis would call
+# the accepted null invalid.
+MinConfidence = Annotated[
+    float | None,
+    Field(ge=0, le=1, strict=True, description=(
+        "0 to 1: a result whose `score` is below it says `uncertain: true` (its label is still the most "
+        f"probable class); null or absent: the server's ATTNLENS_MIN_CONFIDENCE ({MIN_CONFIDENCE:g}, 0 = off)")),
+    WithJsonSchema({"type": "number", "minimum": 0, "maximum": 1, "nullable": True}),
+]
 
 
 def served_model_methods() -> tuple[str, ...]:
@@ -116,6 +128,8 @@ class PredictionResult(BaseModel):
     probabilities: dict[str, float]
     num_tokens: int = Field(description="tokens the model saw, with [CLS]/[SEP]; the whole text with chunk")
     truncated: bool = Field(description="tokens past the model's window were dropped")
+    uncertain: bool = Field(description="`score` is below the request's `min_confidence` (else the server's); "
+                                        "`label` is still the most probable class")
     explanation: ExplanationResult | None = None
 
 

@@ -20,6 +20,7 @@ import bentoml
 from pydantic import Field, TypeAdapter
 from starlette.responses import Response
 
+from attnlens.calibration import is_uncertain
 from attnlens.errors import InputError
 from serving import connections, settings
 from serving.admission import Lane, Overloaded, text_cost
@@ -34,6 +35,7 @@ from serving.schemas import (
     Level,
     LongText,
     Method,
+    MinConfidence,
     PredictionResult,
     Text,
 )
@@ -59,6 +61,12 @@ def _importances(explanation, level: str) -> list[Importance]:
         return [Importance(text=s.text, start=s.start, end=s.end, score=s.score) for s in explanation.sentences]
     return [Importance(text=t.token, start=t.start, end=t.end, score=t.score)
             for t in explanation.tokens if not t.special]
+
+
+def _threshold(min_confidence: float | None) -> float:
+    """The request's threshold, else the server's. Applied here to each result's score, not in the
+    model processes: one batch there holds the texts of requests with different thresholds."""
+    return settings.MIN_CONFIDENCE if min_confidence is None else min_confidence
 
 
 def _refusal(error: Exception) -> Response:
@@ -175,9 +183,11 @@ class AttnlensService:
                                            description=f"1 to {settings.MAX_TEXTS} texts")] = SAMPLE_TEXTS,
         explain: Annotated[bool, Field(strict=True, description="add word importances (grad_rollout)")] = False,
         long_text: LongText = "truncate",
+        min_confidence: MinConfidence = None,
     ) -> list[PredictionResult]:
         """One result per text. `explain: true` adds grad_rollout word importances;
-        `long_text: "chunk"` scores texts past the model's window as overlapping windows."""
+        `long_text: "chunk"` scores texts past the model's window as overlapping windows;
+        `min_confidence` marks results whose score is below it `uncertain: true`."""
         try:
             if explain:
                 predictions, explanations = await asyncio.gather(
@@ -186,10 +196,11 @@ class AttnlensService:
                 predictions, explanations = await self.batcher.submit(texts, long_text), [None] * len(texts)
         except (Overloaded, InputError) as error:
             return _refusal(error)  # type: ignore[return-value]
+        threshold = _threshold(min_confidence)
         results = [
             PredictionResult(
                 label=p.label, score=p.score, probabilities=p.probabilities, num_tokens=p.num_tokens,
-                truncated=p.truncated,
+                truncated=p.truncated, uncertain=is_uncertain(p.score, threshold),
                 explanation=None if e is None else ExplanationResult(
                     method=e.method, level="word", target=e.target, importances=_importances(e, "word")),
             )
@@ -206,8 +217,10 @@ class AttnlensService:
         text: Text = SAMPLE_TEXT,
         method: Method = DEFAULT_METHOD,
         level: Level = "word",
+        min_confidence: MinConfidence = None,
     ) -> ExplainResult:
-        """The prediction for `text` and the importance of each word (or token, or sentence) for it.
+        """The prediction for `text` and the importance of each word (or token, or sentence) for it;
+        `min_confidence` marks a prediction whose score is below it `uncertain: true`.
 
         The prediction is the explained forward pass's own (the float32 model's, also with
         ATTNLENS_QUANTIZE=int8), so label and explanation always agree, and the request uses the
@@ -217,10 +230,11 @@ class AttnlensService:
             (explanation,) = await self.explainer.submit([text], method)
         except (Overloaded, InputError) as error:
             return _refusal(error)  # type: ignore[return-value]
+        score = explanation.probabilities[explanation.label]
         return ExplainResult(
-            label=explanation.label, score=explanation.probabilities[explanation.label],
+            label=explanation.label, score=score,
             probabilities=explanation.probabilities, num_tokens=len(explanation.tokens),
-            truncated=explanation.truncated,
+            truncated=explanation.truncated, uncertain=is_uncertain(score, _threshold(min_confidence)),
             explanation=ExplanationResult(method=method, level=level, target=explanation.target,
                                           importances=_importances(explanation, level)),
         )

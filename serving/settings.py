@@ -6,6 +6,7 @@ A bad value is an error naming the variable, raised when the service module load
 
 from __future__ import annotations
 
+import math
 import os
 
 
@@ -22,7 +23,7 @@ def env_int(name: str, default: int, minimum: int = 1) -> int:
     return value
 
 
-def env_float(name: str, default: float, minimum: float = 0.0) -> float:
+def env_float(name: str, default: float, minimum: float = 0.0, maximum: float = math.inf) -> float:
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
@@ -32,6 +33,8 @@ def env_float(name: str, default: float, minimum: float = 0.0) -> float:
         raise ValueError(f"{name}={raw!r} is not a number") from error
     if not value >= minimum:  # also refuses nan
         raise ValueError(f"{name}={value} is below the minimum {minimum}")
+    if value > maximum:
+        raise ValueError(f"{name}={value} is above the maximum {maximum}")
     return value
 
 
@@ -82,6 +85,9 @@ MAX_CHARS = env_int("ATTNLENS_MAX_CHARS", 20_000)
 # Largest body a valid request can need: every text at the limit, every character escaped
 # (\u0000 is 6 bytes), plus room for the JSON around it.
 MAX_BODY_BYTES = env_int("ATTNLENS_MAX_BODY_BYTES", MAX_TEXTS * MAX_CHARS * 6 + 65_536)
+# A result whose score (its calibrated winning probability) is below this says `uncertain: true`;
+# a request's own `min_confidence` replaces it. 0: no result is marked.
+MIN_CONFIDENCE = env_float("ATTNLENS_MIN_CONFIDENCE", 0.0, minimum=0.0, maximum=1.0)
 # Requests being computed or waiting for the model, per worker; a request takes its place only
 # once its whole body has arrived, so slow senders hold none.
 MAX_CONCURRENCY = env_int("ATTNLENS_MAX_CONCURRENCY", 64)

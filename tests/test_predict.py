@@ -1,5 +1,6 @@
-"""Predictor (length-grouped batches, truncation, chunked long texts), model resolution and the
-`export`/`predict` commands, with tiny random models and a temporary BentoML store."""
+"""Predictor (length-grouped batches, truncation, chunked long texts, calibration and
+`min_confidence`), model resolution and the `export`/`predict` commands, with tiny random models
+and a temporary BentoML store."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from service_harness import save_tiny_classifier
 
 import attnlens.predict
 from attnlens import BertForSequenceClassification, load_tokenizer
+from attnlens.calibration import calibration_record, write_calibration
 from attnlens.cancellation import STOP_POLL_INTERVAL_S
 from attnlens.cli import main
 from attnlens.errors import InputError, ModelNotFoundError
@@ -32,6 +34,15 @@ def model_dir(tmp_path_factory):
 def predictor(model_dir):
     model = BertForSequenceClassification.from_pretrained(str(model_dir))
     return Predictor(model, load_tokenizer(str(model_dir)), batch_size=2)
+
+
+@pytest.fixture(scope="module")
+def calibrated_dir(tmp_path_factory):
+    """A tiny model whose config.json carries a fitted temperature of 2 (its own folder: the
+    other tests read `model_dir` uncalibrated)."""
+    folder = save_tiny_classifier(tmp_path_factory.mktemp("calibrated") / "tiny", max_position_embeddings=32)
+    write_calibration(folder, calibration_record(2.0, fit_on="test", examples=0, nll_before=0.0, nll_after=0.0))
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -185,3 +196,45 @@ def test_export_and_predict_commands(model_dir, store, capsys, monkeypatch):
     assert "does not exist" in capsys.readouterr().err
     assert main(["predict", "--model", "not-in-store", "x"]) == 2
     assert "not-in-store" in capsys.readouterr().err
+
+
+def test_model_temperature_calibrates_probabilities_and_keeps_labels(calibrated_dir):
+    model = BertForSequenceClassification.from_pretrained(str(calibrated_dir))
+    tokenizer = load_tokenizer(str(calibrated_dir))
+    calibrated, raw = Predictor(model, tokenizer), Predictor(model, tokenizer, temperature=1.0)
+    assert (calibrated.temperature, raw.temperature) == (2.0, 1.0)
+    scaled, plain = calibrated.predict(TEXTS), raw.predict(TEXTS)
+    for result, reference in zip(scaled, plain, strict=True):
+        expected = (torch.tensor(list(reference.probabilities.values()), dtype=torch.float64).log() / 2.0).softmax(-1)
+        assert list(result.probabilities.values()) == pytest.approx(expected.tolist(), abs=1e-6)
+        assert result.label == reference.label and result.score == max(result.probabilities.values())
+        assert result.score < reference.score  # T > 1 softens an over-confident model
+    scores = [result.score for result in scaled]
+    threshold = (min(scores) + max(scores)) / 2
+    marked = calibrated.predict(TEXTS, min_confidence=threshold)
+    assert [result.uncertain for result in marked] == [score < threshold for score in scores]
+    assert any(result.uncertain for result in marked) and not all(result.uncertain for result in marked)
+    assert not any(result.uncertain for result in scaled)  # no threshold: nothing is marked
+    with pytest.raises(InputError, match=r"min_confidence=1\.2 must be in \[0, 1\]"):
+        calibrated.predict(TEXTS, min_confidence=1.2)
+
+
+def test_predict_and_explain_commands_take_min_confidence(calibrated_dir, capsys):
+    folder = str(calibrated_dir)
+    scores = [p.score for p in Predictor.from_pretrained(folder).predict(TEXTS)]
+    threshold = (min(scores) + max(scores)) / 2
+    assert main(["predict", "--model", folder, "--min-confidence", repr(threshold), *TEXTS]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["uncertain"] for line in lines] == [score < threshold for score in scores]
+    assert [line["score"] for line in lines] == pytest.approx(scores, abs=1e-6)  # calibrated, as the library's
+
+    for bad in ("1.5", "-0.1", "nan", "high"):
+        with pytest.raises(SystemExit) as stopped:
+            main(["predict", "--model", folder, "--min-confidence", bad, "fine"])
+        assert stopped.value.code == 2
+        assert "argument --min-confidence" in capsys.readouterr().err
+
+    assert main(["explain", "--model", folder, "--no-color", "--json", "-", "--min-confidence", "1", "fine"]) == 0
+    out = capsys.readouterr().out
+    assert "uncertain: " in out and "below --min-confidence 1" in out
+    assert json.loads(out[out.index("{"):])["uncertain"] is True

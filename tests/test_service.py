@@ -1,7 +1,8 @@
 """The service over real HTTP: one `bentoml serve` with a tiny model for the whole module.
 
 Results are compared with the library (`Predictor`, `explain`) run in this process on the same
-model folder, so the service adds nothing and loses nothing.
+model folder, so the service adds nothing and loses nothing. The folder carries a fitted temperature
+(attnlens.calibration), so every such comparison also shows the service calibrates as the library does.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import httpx
 import pytest
 from service_harness import load_library, running_server, save_tiny_classifier
 
+from attnlens.calibration import calibration_record, write_calibration
 from attnlens.explain import METHODS, explain
+from attnlens.predict import Predictor
 
 TEXTS = [
     "a gripping, beautifully acted film.",
@@ -26,11 +29,16 @@ TEXTS = [
     "one of the worst films i have seen this year , sadly",
 ]
 LONG_TEXT = " ".join(["the story meanders but the acting is superb"] * 60)  # > 128 tokens
+TEMPERATURE = 2.0
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    return save_tiny_classifier(tmp_path_factory.mktemp("model") / "tiny")
+    folder = save_tiny_classifier(tmp_path_factory.mktemp("model") / "tiny")
+    # Written before the server starts: it and `library` read the temperature from this config.json.
+    write_calibration(folder, calibration_record(TEMPERATURE, fit_on="test", examples=0, nll_before=0.0,
+                                                 nll_after=0.0))
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +77,56 @@ def test_predict_equals_library_through_bentoml_client(server, library):
         assert result["explanation"] is None
     assert served[-1]["truncated"] is True and served[-1]["num_tokens"] == 128
     assert len({round(r["score"], 4) for r in served}) > 1, "the tiny model should separate texts"
+
+
+def test_served_probabilities_are_calibrated_by_the_models_temperature(server, library):
+    model, tokenizer, predictor = library
+    assert predictor.temperature == TEMPERATURE
+    response = post(server, "/predict", {"texts": TEXTS})
+    assert response.status_code == 200, response.text
+    served = [list(result["probabilities"].values()) for result in response.json()]
+    calibrated = [list(p.probabilities.values()) for p in predictor.predict(TEXTS)]
+    raw = [list(p.probabilities.values()) for p in Predictor(model, tokenizer, temperature=1.0).predict(TEXTS)]
+    for served_p, calibrated_p, raw_p in zip(served, calibrated, raw, strict=True):
+        assert served_p == pytest.approx(calibrated_p, abs=1e-5)
+        assert served_p != pytest.approx(raw_p, abs=1e-2)
+
+
+def test_min_confidence_marks_exactly_the_results_below_it(server):
+    plain = post(server, "/predict", {"texts": TEXTS})
+    assert plain.status_code == 200, plain.text
+    assert [result["uncertain"] for result in plain.json()] == [False] * len(TEXTS)  # the server's default: off
+    scores = [result["score"] for result in plain.json()]
+    assert max(scores) - min(scores) > 1e-4, scores
+    # Just above the lowest score and below the highest: some texts are marked, some are not.
+    threshold = (min(scores) + max(scores)) / 2
+    marked = post(server, "/predict", {"texts": TEXTS, "min_confidence": threshold})
+    assert marked.status_code == 200, marked.text
+    assert [result["uncertain"] for result in marked.json()] == [score < threshold for score in scores]
+    assert [(r["label"], r["score"]) for r in marked.json()] == [(r["label"], r["score"]) for r in plain.json()]
+    explicit_null = post(server, "/predict", {"texts": TEXTS, "min_confidence": None})
+    assert [result["uncertain"] for result in explicit_null.json()] == [False] * len(TEXTS)
+
+
+def test_explain_carries_uncertain(server):
+    text = TEXTS[0]
+    plain = post(server, "/explain", {"text": text})
+    assert plain.status_code == 200, plain.text
+    assert plain.json()["uncertain"] is False
+    score = plain.json()["score"]
+    for threshold, uncertain in ((score + 1e-4, True), (score - 1e-4, False)):
+        response = post(server, "/explain", {"text": text, "min_confidence": threshold})
+        assert response.status_code == 200, response.text
+        assert (response.json()["uncertain"], response.json()["label"]) == (uncertain, plain.json()["label"])
+
+
+@pytest.mark.parametrize("value", [1.5, -0.1])
+def test_min_confidence_outside_zero_to_one_is_a_400_naming_it(server, value):
+    for route, body in (("/predict", {"texts": ["ok"]}), ("/explain", {"text": "ok"})):
+        response = post(server, route, {**body, "min_confidence": value})
+        assert response.status_code == 400, response.text
+        assert response.json()["field"] == "min_confidence"
+        assert response.json()["error"].startswith("min_confidence: ") and str(value) in response.json()["error"]
 
 
 def test_long_text_chunk_scores_every_window(server, library):
@@ -139,6 +197,7 @@ BAD_INPUTS = [
     ("/predict", {"texts": [42]}, None, 400, ["texts[0]", "string", "42"]),
     ("/predict", {"texts": ["ok"], "explain": "yes"}, None, 400, ["explain", "boolean", "'yes'"]),
     ("/predict", {"texts": ["ok"], "long_text": "split"}, None, 400, ["long_text", "'split'", "chunk"]),
+    ("/predict", {"texts": ["ok"], "min_confidence": "0.5"}, None, 400, ["min_confidence", "number", "'0.5'"]),
     ("/predict", {"text": "ok"}, None, 400, ["text", "unknown field", "texts"]),
     ("/predict", [1, 2], None, 400, ["body", "object"]),
     ("/predict", b'{"texts": ["unterminated', None, 400, ["body", "JSON"]),
@@ -215,6 +274,10 @@ def test_openapi_declares_the_errors_the_server_sends(server):
         assert {"200", "400", "413", "415", "429", "504"} <= set(responses)
         assert "401" not in responses  # no ATTNLENS_API_KEY on this server
     assert document["components"]["schemas"]["predict__Input"]["properties"]["texts"]["maxItems"] == 64
+    for route in ("predict", "explain"):
+        field = document["components"]["schemas"][f"{route}__Input"]["properties"]["min_confidence"]
+        assert (field["type"], field["minimum"], field["maximum"], field["nullable"]) == ("number", 0, 1, True)
+        assert "uncertain" in field["description"]
 
 
 def test_schemathesis_finds_no_failures(server, tmp_path):

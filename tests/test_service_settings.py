@@ -23,3 +23,15 @@ def test_service_settings_name_a_bad_value(monkeypatch):
     monkeypatch.setenv("ATTNLENS_WORKERS", "0")
     with pytest.raises(ValueError, match="ATTNLENS_WORKERS=0 is below the minimum 1"):
         env_int("ATTNLENS_WORKERS", 1)
+
+
+@pytest.mark.parametrize(("raw", "message"), [("1.5", "is above the maximum 1.0"), ("-0.1", "is below the minimum 0.0"),
+                                              ("nan", "is below the minimum"), ("half", "is not a number")])
+def test_min_confidence_setting_is_a_share(monkeypatch, raw, message):
+    from serving.settings import env_float
+
+    monkeypatch.setenv("ATTNLENS_MIN_CONFIDENCE", raw)
+    with pytest.raises(ValueError, match=f"ATTNLENS_MIN_CONFIDENCE=.*{message}"):
+        env_float("ATTNLENS_MIN_CONFIDENCE", 0.0, minimum=0.0, maximum=1.0)
+    monkeypatch.setenv("ATTNLENS_MIN_CONFIDENCE", "0.75")
+    assert env_float("ATTNLENS_MIN_CONFIDENCE", 0.0, minimum=0.0, maximum=1.0) == 0.75

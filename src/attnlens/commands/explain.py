@@ -4,7 +4,8 @@ Prints the prediction and the text with each word's (`--level token`: word piece
 sentence`: sentence's) background coloured by importance (ANSI 24-bit colour; `--no-color` or
 $NO_COLOR for plain text with the top ones listed), and can write a self-contained HTML page
 (`--html`, same level), a layer x head attention figure (`--heatmap`) and the explanation as JSON
-(`--json`: tokens, words and sentences).
+(`--json`: tokens, words and sentences). With `--min-confidence P` a prediction whose (calibrated)
+probability is below P is marked uncertain, as the service's `min_confidence` does.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from attnlens.commands.predict import min_confidence
     from attnlens.explain.api import DEFAULT_METHOD, METHODS, MODEL_SPECIFIC_METHODS
     from attnlens.explain.grad_rollout import RULES
     from attnlens.explain.render import LEVELS
@@ -40,6 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--heatmap", type=Path, default=None, help="write a layer x head attention PNG here")
     parser.add_argument("--json", type=Path, default=None, help="write the explanation as JSON here ('-': stdout)")
     parser.add_argument("--no-color", action="store_true", help="plain text (also when $NO_COLOR is set)")
+    parser.add_argument("--min-confidence", type=min_confidence, default=None, metavar="P",
+                        help="say so when the predicted class's (calibrated) probability is below P; "
+                             "the JSON carries `uncertain`")
     parser.set_defaults(func=run)
 
 
@@ -65,6 +70,7 @@ def _write(path: Path, write) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from attnlens import load_tokenizer
+    from attnlens.calibration import is_uncertain
     from attnlens.errors import InputError
     from attnlens.explain import explain, plot_attention, to_ansi, to_html
     from attnlens.loading import load_model
@@ -82,8 +88,12 @@ def run(args: argparse.Namespace) -> int:
     explanation = explain(model, tokenizer, text, method=args.method, target=args.target,
                           max_length=args.max_length, **kwargs)
 
+    score = explanation.probabilities.get(explanation.label, 0.0)
+    uncertain = is_uncertain(score, args.min_confidence)
     color = not args.no_color and not os.environ.get("NO_COLOR")
     print(to_ansi(explanation, color=color, level=args.level))
+    if uncertain:
+        print(f"uncertain: {explanation.label} at {score:.1%} is below --min-confidence {args.min_confidence:g}")
     if args.html is not None:
         page = to_html(explanation, full_page=True, level=args.level)
         _write(args.html, lambda p: p.write_text(page, encoding="utf-8"))
@@ -92,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         _write(args.heatmap, lambda p: plot_attention(model, tokenizer, text, max_length=args.max_length, path=p))
         print(f"wrote {args.heatmap}", file=sys.stderr)
     if args.json is not None:
-        payload = json.dumps(explanation.to_dict(), ensure_ascii=False, indent=2)
+        payload = json.dumps({**explanation.to_dict(), "uncertain": uncertain}, ensure_ascii=False, indent=2)
         if str(args.json) == "-":
             print(payload)
         else:
