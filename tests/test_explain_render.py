@@ -1,9 +1,10 @@
 """Seeing explanations: escaped self-contained HTML, ANSI colours, the attention figure, and the
-`attnlens explain` command run as a real subprocess on a saved tiny model."""
+`attnlens explain` command on a saved tiny model (once as a real subprocess, the other cases in process)."""
 
 from __future__ import annotations
 
 import html
+import io
 import json
 import os
 import re
@@ -92,9 +93,26 @@ def test_plot_attention_draws_layers_by_heads(model, tokenizer, tmp_path):
 
 
 def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """`attnlens explain` as a real subprocess (the first test), as users run it."""
     env = {**os.environ, "NO_COLOR": ""}
     return subprocess.run([sys.executable, "-m", "attnlens", "explain", *args], input=stdin, capture_output=True,
                           text=True, env=env, timeout=300)
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """`attnlens explain` in this process (the same `main`, without a new interpreter's start-up)."""
+    from attnlens.cli import main
+
+    monkeypatch.setenv("NO_COLOR", "")
+
+    def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin or ""))
+        code = main(["explain", *args])
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(["attnlens", "explain", *args], code, out, err)
+
+    return run
 
 
 def test_cli_prints_coloured_words_and_writes_html_heatmap_json(saved_model_dir, tmp_path):
@@ -112,24 +130,24 @@ def test_cli_prints_coloured_words_and_writes_html_heatmap_json(saved_model_dir,
     assert sum(w["score"] for w in payload["words"]) == pytest.approx(1.0)
 
 
-def test_cli_target_and_errors(saved_model_dir, tmp_path):
-    result = run_cli("--model", str(saved_model_dir), "--method", "occlusion", "--target", "1", "--no-color",
+def test_cli_target_and_errors(saved_model_dir, tmp_path, cli):
+    result = cli("--model", str(saved_model_dir), "--method", "occlusion", "--target", "1", "--no-color",
                      "--json", "-", stdin="a fine film\n")
     assert result.returncode == 0, result.stderr
     assert "\x1b" not in result.stdout and '"target": 1' in result.stdout
 
-    bad_target = run_cli("--model", str(saved_model_dir), "--target", "7", "a fine film")
+    bad_target = cli("--model", str(saved_model_dir), "--target", "7", "a fine film")
     assert bad_target.returncode == 2
     assert bad_target.stderr.strip() == "attnlens explain: error: target=7 is not a class index in [0, 1]"
 
-    missing = run_cli("--model", str(tmp_path / "nowhere"), "a fine film")
+    missing = cli("--model", str(tmp_path / "nowhere"), "a fine film")
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "nowhere" in missing.stderr
 
 
-def test_cli_rule_chooses_grad_rollouts_rule_and_is_refused_for_other_methods(saved_model_dir, model, tokenizer):
+def test_cli_rule_chooses_grad_rollouts_rule_and_is_refused_for_other_methods(saved_model_dir, model, tokenizer, cli):
     text = "a fine film, though far too long"
     for rule in ("chefer", None):
-        result = run_cli("--model", str(saved_model_dir), "--json", "-", *(["--rule", rule] if rule else []), text)
+        result = cli("--model", str(saved_model_dir), "--json", "-", *(["--rule", rule] if rule else []), text)
         assert result.returncode == 0, result.stderr
         payload = json.loads(result.stdout[result.stdout.index("{"):])
         expected = explain(model, tokenizer, text, method="grad_rollout", **({"rule": rule} if rule else {}))
@@ -139,14 +157,14 @@ def test_cli_rule_chooses_grad_rollouts_rule_and_is_refused_for_other_methods(sa
     default = explain(model, tokenizer, text, method="grad_rollout")
     assert [w.attribution for w in chefer.words] != pytest.approx([w.attribution for w in default.words], rel=0.1)
 
-    refused = run_cli("--model", str(saved_model_dir), "--method", "rollout", "--rule", "chefer", text)
+    refused = cli("--model", str(saved_model_dir), "--method", "rollout", "--rule", "chefer", text)
     assert refused.returncode == 2
     assert refused.stderr.strip() == "attnlens explain: error: --rule applies to grad_rollout only, not to method 'rollout'"
 
 
-def test_cli_sentence_level_colours_sentences_and_json_lists_them(saved_model_dir, model, tokenizer):
+def test_cli_sentence_level_colours_sentences_and_json_lists_them(saved_model_dir, model, tokenizer, cli):
     text = "A fine film. Too long, though!"
-    result = run_cli("--model", str(saved_model_dir), "--method", "occlusion", "--level", "sentence", "--json", "-",
+    result = cli("--model", str(saved_model_dir), "--method", "occlusion", "--level", "sentence", "--json", "-",
                      text)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
