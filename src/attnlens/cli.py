@@ -13,8 +13,8 @@ import sys
 
 from attnlens.errors import AttnlensError
 
-SUBCOMMANDS = ("train", "evaluate", "explain", "export", "predict")
-INFERENCE_SUBCOMMANDS = frozenset({"evaluate", "explain", "predict"})
+SUBCOMMANDS = ("train", "evaluate", "explain", "export", "predict", "report", "calibrate")
+INFERENCE_SUBCOMMANDS = frozenset({"evaluate", "explain", "predict", "report", "calibrate"})
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -35,6 +35,13 @@ DEFAULT_METHOD = "grad_rollout"
 DEFAULT_BATCH_SIZE = 16
 
 
+def default_method_for(model) -> str:
+    """`DEFAULT_METHOD` where the model supports it, else the first method it lists (the baselines'
+    own attention)."""
+    supported = tuple(getattr(model, "supported_explanations", METHODS))
+    return DEFAULT_METHOD if DEFAULT_METHOD in supported else supported[0]
+
+
 def _class_agnostic(method: Callable) -> Callable:
     """Adapt methods that ignore the target (plain attention, rollout) to the common signature."""
 
