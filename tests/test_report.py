@@ -150,3 +150,23 @@ def test_calibrate_then_report_from_the_command_line(tmp_path, planted_model, to
     assert "--max-examples 0 must be at least 1" in capsys.readouterr().err
     assert main(["calibrate", "--model", str(tmp_path / "missing"), "--data", str(data_file)]) == 2
     assert "not a model folder" in capsys.readouterr().err
+
+
+def test_predictions_equal_the_predictors_in_both_long_text_modes_and_blank_texts_count(planted_model, tokenizer):
+    long_text = " ".join(["the film was"] * 200) + " terrible"  # past the 512-token window
+    texts = ["   ", long_text, "an excellent film", "a terrible one"]
+    labels = [0, 0, 1, 0]
+    for mode in ("truncate", "chunk"):
+        report = build_report(planted_model, tokenizer, texts, labels, long_text=mode, faithfulness_examples=0,
+                              deletion_words=0, progress=False)
+        expected = Predictor(planted_model, tokenizer, temperature=1.0).predict(texts, long_text=mode)
+        shown = {e.index: e for cell in report.cell_examples.values() for e in cell}
+        assert sorted(shown) == [0, 1, 2, 3]
+        for i, prediction in enumerate(expected):
+            assert shown[i].predicted == prediction.label
+            assert shown[i].num_tokens == prediction.num_tokens and shown[i].truncated == prediction.truncated
+        # Raw probabilities enter the calibration figures: NLL before scaling equals the Predictor's.
+        nll = -sum(torch.tensor(p.probabilities[report.labels[y]]).log() for p, y in zip(expected, labels, strict=True))
+        assert report.calibration.before.nll == pytest.approx(float(nll) / len(texts), abs=1e-5)
+        assert [s.name for s in report.slices["truncated"]] == (["truncated", "read whole"] if mode == "truncate"
+                                                               else ["read whole"])

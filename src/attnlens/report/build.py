@@ -1,10 +1,12 @@
 """`build_report`: audit a classifier on labelled texts; everything the page and the JSON show.
 
-The passes, in order (each under a progress bar):
-1. predictions (attnlens.predict.Predictor: the same numbers `attnlens predict` and the service
-   give), raw and calibrated;
-2. one explanation per text with the default method, at word level (the first window of a long
-   text: explanations do not combine windows);
+The passes, in order (under one progress bar):
+1. one explanation per text with the model's default method, at word level (the first window of
+   a long text: explanations do not combine windows). Its forward pass is also the text's
+   prediction when texts are truncated, the Predictor's up to float rounding;
+2. predictions with attnlens.predict.Predictor where explanations do not give them: every text
+   with `long_text="chunk"` (windows averaged, as `attnlens predict` and the service do), and
+   texts without a visible character;
 3. the deletion check of each class's top words against random words;
 4. ERASER faithfulness of the explanations against a random ranking on a sample.
 Metrics, calibration, slices and the example lists come from these without more model work.
@@ -85,7 +87,6 @@ class Faithfulness:
     random_comprehensiveness: float  # the same for a random ranking of the words
     random_sufficiency: float
     explanation_ms_per_example: float  # the explanation pass's cost per text
-    prediction_ms_per_example: float  # the prediction pass's, for scale
 
 
 @dataclass
@@ -140,12 +141,12 @@ def _chunks(n: int, size: int = PROGRESS_CHUNK) -> list[range]:
 
 
 def _example(index: int, texts: Sequence[str], references: Sequence[int], predicted: Sequence[int],
-             confidences: Sequence[float], labels: Sequence[str], predictions: Sequence[Any],
+             confidences: Sequence[float], labels: Sequence[str], lengths: tuple[Sequence[int], Sequence[bool]],
              explanations: Sequence[Explanation] | None, row_numbers: Sequence[int]) -> Example:
     words = [] if explanations is None else [(w.start, w.end, round(w.score, 5)) for w in explanations[index].words]
     return Example(index=row_numbers[index], text=texts[index], label=labels[references[index]], predicted=labels[predicted[index]],
-                   confidence=confidences[index], num_tokens=predictions[index].num_tokens,
-                   truncated=predictions[index].truncated, words=words)
+                   confidence=confidences[index], num_tokens=lengths[0][index], truncated=lengths[1][index],
+                   words=words)
 
 
 def build_report(
@@ -197,19 +198,48 @@ def build_report(
     seconds: dict[str, float] = {}
     bar = tqdm(total=2 * len(texts), desc="report", unit="text", disable=not progress)
 
-    # 1. predictions, raw (T = 1) and calibrated
+    # 1. explanations of every text with a visible character
     started = time.perf_counter()
-    predictor = Predictor(model, tokenizer, max_length=limit, batch_size=max(batch_size, 32), temperature=1.0)
-    predictions = []
-    bar.set_postfix_str("predicting")
-    for chunk in _chunks(len(texts), 256):
-        predictions += predictor.predict([texts[i] for i in chunk], long_text=long_text)
+    found: dict[int, Explanation] = {}
+    bar.set_postfix_str(f"explaining ({method})")
+    for chunk in _chunks(len(texts)):
+        readable = [i for i in chunk if texts[i].strip()]
+        found.update(zip(readable, explain_batch(model, tokenizer, [texts[i] for i in readable], method=method,
+                                                 max_length=limit, batch_size=batch_size), strict=True))
         bar.update(len(chunk))
+    seconds["explanations"] = time.perf_counter() - started
+
+    # 2. raw predictions (T = 1). Truncated, a text's prediction is its explained forward pass's
+    # own (equal to the Predictor's up to float rounding; the probabilities are un-calibrated
+    # again), which saves a pass. The Predictor scores what explanations do not cover: every
+    # text's windows with long_text="chunk", and blank texts (read as [CLS] [SEP]).
+    started = time.perf_counter()
+    bar.set_postfix_str("predicting")
+    predictor = Predictor(model, tokenizer, max_length=limit, batch_size=max(batch_size, 32), temperature=1.0)
+    scored = [i for i in range(len(texts)) if long_text == "chunk" or i not in found]
+    scored_predictions = dict(zip(scored, predictor.predict([texts[i] for i in scored], long_text=long_text),
+                                  strict=True)) if scored else {}
+    bar.update(len(texts))
+    bar.close()
     seconds["predictions"] = time.perf_counter() - started
-    raw = torch.tensor([[p.probabilities[name] for name in labels] for p in predictions], dtype=torch.float64)
+    model_temperature = temperature_of(model)
+    rows, num_tokens, truncated = [], [], []
+    for i in range(len(texts)):
+        if i in scored_predictions:
+            p = scored_predictions[i]
+            rows.append([p.probabilities[name] for name in labels])
+            num_tokens.append(p.num_tokens)
+            truncated.append(p.truncated)
+        else:
+            e = found[i]
+            calibrated_row = torch.tensor([[e.probabilities[name] for name in labels]], dtype=torch.float64)
+            rows.append(apply_temperature(calibrated_row, 1 / model_temperature)[0].tolist())
+            num_tokens.append(len(e.tokens))
+            truncated.append(e.truncated)
+    raw = torch.tensor(rows, dtype=torch.float64)
     record = calibration_of(model.config)
     if record is not None:
-        temperature, source = temperature_of(model), f"the model's config.json (fit on {record.get('fit_on', 'unrecorded data')})"
+        temperature, source = model_temperature, f"the model's config.json (fit on {record.get('fit_on', 'unrecorded data')})"
     else:
         temperature, source = fit_temperature(raw, references), "fit on this data"
     calibrated = apply_temperature(raw, temperature)
@@ -217,22 +247,10 @@ def build_report(
     confidences = calibrated.max(dim=-1).values.tolist()
     calibration = Calibration(temperature=temperature, temperature_source=source,
                               before=calibration_scores(raw, references), after=calibration_scores(calibrated, references))
-
-    # 2. explanations
-    started = time.perf_counter()
-    explanations: list[Explanation] = []
-    bar.set_postfix_str(f"explaining ({method})")
-    for chunk in _chunks(len(texts)):
-        # Blank texts are predicted (as [CLS] [SEP]) but have no words to explain.
-        readable = [i for i in chunk if texts[i].strip()]
-        done = dict(zip(readable, explain_batch(model, tokenizer, [texts[i] for i in readable], method=method,
-                                                max_length=limit, batch_size=batch_size), strict=True))
-        explanations += [done.get(i) or Explanation(text=texts[i], method=method, label=labels[predicted[i]],
-                                                    target=predicted[i], probabilities={}, truncated=False)
-                         for i in chunk]
-        bar.update(len(chunk))
-    bar.close()
-    seconds["explanations"] = time.perf_counter() - started
+    # Blank texts have no words to explain: an empty explanation of their prediction.
+    explanations = [found.get(i) or Explanation(text=texts[i], method=method, label=labels[predicted[i]],
+                                                target=predicted[i], probabilities={}, truncated=False)
+                    for i in range(len(texts))]
     explained = [e.target for e in explanations]  # the class each explanation's scores are evidence for
     wrong = [p != y for p, y in zip(predicted, references, strict=True)]
     words = words_by_class(explanations, explained, labels, top_k=top_k, min_count=min_count)
@@ -245,7 +263,9 @@ def build_report(
     class_words = {c: [s.word for s in group.by_total[:deletion_words]] for c, group in enumerate(words)
                    if group.by_total}
     deletion = deletion_check(model, tokenizer, texts, explanations, explained, class_words, labels,
-                              max_length=limit, max_texts=deletion_texts, seed=seed) if deletion_words else []
+                              max_length=limit, max_texts=deletion_texts, seed=seed,
+                              # Truncated predictions are the whole texts as the check reads them.
+                              full_probabilities=raw if long_text == "truncate" else None) if deletion_words else []
     seconds["deletion_check"] = time.perf_counter() - started
 
     # 4. faithfulness on a sample
@@ -267,13 +287,12 @@ def build_report(
                 method=method, examples=len(sample), comprehensiveness=ranked["comprehensiveness"],
                 sufficiency=ranked["sufficiency"], random_comprehensiveness=shuffled["comprehensiveness"],
                 random_sufficiency=shuffled["sufficiency"],
-                explanation_ms_per_example=1000 * seconds["explanations"] / n,
-                prediction_ms_per_example=1000 * seconds["predictions"] / n)
+                explanation_ms_per_example=1000 * seconds["explanations"] / n)
         seconds["faithfulness"] = time.perf_counter() - started
 
     # 5. examples: the most confident errors, the least confident right answers, each cell's
     def example(i: int) -> Example:
-        return _example(i, texts, references, predicted, confidences, labels, predictions, explanations, row_numbers)
+        return _example(i, texts, references, predicted, confidences, labels, (num_tokens, truncated), explanations, row_numbers)
 
     by_confidence = sorted(range(len(texts)), key=lambda i: (-confidences[i], i))
     confident_errors = [example(i) for i in by_confidence if wrong[i]][:EXAMPLES_PER_LIST]
@@ -282,15 +301,14 @@ def build_report(
     for i in by_confidence:
         cell = cell_examples.setdefault(f"{references[i]},{predicted[i]}", [])
         if len(cell) < EXAMPLES_PER_CELL:
-            cell.append(_example(i, texts, references, predicted, confidences, labels, predictions, None, row_numbers))
+            cell.append(_example(i, texts, references, predicted, confidences, labels, (num_tokens, truncated), None, row_numbers))
 
     return Report(
         model=model_name, data=data_name, num_examples=len(texts), labels=labels, method=method, long_text=long_text,
         max_length=limit, metrics=class_metrics(references, predicted, labels), calibration=calibration,
         words=words, error_words=error_words, deletion=deletion, confident_errors=confident_errors,
         unsure_right=unsure_right, cell_examples=cell_examples,
-        slices=slices(references, predicted, confidences, [p.num_tokens for p in predictions],
-                      [p.truncated for p in predictions], len(labels)),
+        slices=slices(references, predicted, confidences, num_tokens, truncated, len(labels)),
         faithfulness=faithfulness, seconds={k: round(v, 3) for k, v in seconds.items()},
         word_examples=word_examples,
     )

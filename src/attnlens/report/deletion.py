@@ -23,7 +23,7 @@ from attnlens.explain.inputs import encode_texts
 from attnlens.report.words import word_key
 
 DEFAULT_DELETION_WORDS = 10
-DEFAULT_DELETION_TEXTS = 200
+DEFAULT_DELETION_TEXTS = 100
 
 
 @dataclass
@@ -42,8 +42,12 @@ class DeletionCheck:
 def deletion_check(model, tokenizer, texts: Sequence[str], explanations: Sequence[Explanation],
                    predictions: Sequence[int], class_words: dict[int, list[str]], labels: Sequence[str], *,
                    max_length: int, max_texts: int = DEFAULT_DELETION_TEXTS, seed: int = 0,
-                   batch_size: int = 64) -> list[DeletionCheck]:
-    """One `DeletionCheck` per class in `class_words` (class index -> its top words)."""
+                   batch_size: int = 64, full_probabilities: torch.Tensor | None = None) -> list[DeletionCheck]:
+    """One `DeletionCheck` per class in `class_words` (class index -> its top words).
+
+    `full_probabilities`: the model's raw (n, classes) probabilities of the whole texts as read
+    here (truncated to `max_length`), when the caller has them; else they are computed.
+    """
     pad_id = pad_token_id(model)
     results = []
     with eval_mode(model):
@@ -63,14 +67,17 @@ def deletion_check(model, tokenizer, texts: Sequence[str], explanations: Sequenc
                     word_ids = words_in_order(batch, row)
                     # Positions in Explanation.words are the words in reading order (the same tokenisation).
                     hits = [word_ids[p] for p, w in enumerate(explanations[index].words) if word_key(w.word) in chosen]
-                    full.append(ids_without_words(batch, row, []))
+                    if full_probabilities is None:
+                        full.append(ids_without_words(batch, row, []))
                     top.append(ids_without_words(batch, row, hits))
                     rand.append(ids_without_words(batch, row, rng.sample(word_ids, len(hits))))
                     deleted += len(hits)
             if not members:
                 results.append(DeletionCheck(labels[c], list(words), 0, 0.0, 0.0, 0.0, 0.0, 0.0))
                 continue
-            p_full, p_top, p_rand = (class_probabilities(model, s, pad_id, batch_size) for s in (full, top, rand))
+            p_top, p_rand = (class_probabilities(model, s, pad_id, batch_size) for s in (top, rand))
+            p_full = (class_probabilities(model, full, pad_id, batch_size) if full_probabilities is None
+                      else full_probabilities[members].float())
             n = len(members)
             results.append(DeletionCheck(
                 label=labels[c], words=list(words), texts=n, words_deleted=deleted / n,

@@ -258,8 +258,8 @@ def _faithfulness(report: Any) -> str:
              "yes" if f.sufficiency < f.random_sufficiency else "no"]]
     table = _table(["ERASER measure", "better when", _e(f.method), "random ranking", "beats random"], rows, "llrrl")
     return (f'<section id="faithfulness"><h2>Faithfulness</h2>{table}<p>On {f.examples:,} examples. Cost per '
-            f"example: explanation {f.explanation_ms_per_example:,.1f} ms, prediction "
-            f"{f.prediction_ms_per_example:,.1f} ms.</p></section>")
+            f"example of the explanation pass: {f.explanation_ms_per_example:,.1f} ms (every pass's time is at "
+            "the top of the page).</p></section>")
 
 
 def render_html(report: Any) -> str:
