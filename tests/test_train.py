@@ -144,6 +144,32 @@ def test_run_writes_hub_layout_model_card_and_metrics(uninterrupted_run, review_
     assert reloaded.config.id2label == {0: "negative", 1: "positive"}
 
 
+def test_run_calibrates_and_audits_the_best_model(uninterrupted_run):
+    """The job's last stage: a temperature fitted on the validation split in config.json (which
+    transformers still loads), the report of the best model on it, and its tables in the card."""
+    import transformers
+
+    best = uninterrupted_run / "best"
+    record = json.loads((best / "config.json").read_text())["attnlens_calibration"]
+    metrics = json.loads((uninterrupted_run / "metrics.json").read_text())
+    assert record["examples"] == 37 and record["fit_on"].startswith("validation split")
+    assert record["nll_after"] <= record["nll_before"] + 1e-9
+    assert metrics["calibration"]["temperature"] == record["temperature"]
+    report = json.loads((best / "report.json").read_text())
+    assert report["num_examples"] == 37
+    assert report["calibration"]["temperature"] == record["temperature"]
+    assert report["calibration"]["temperature_source"].startswith("the model's config.json (fit on validation split")
+    # The report's accuracy is the best evaluation's: the same model on the same texts.
+    assert report["metrics"]["accuracy"] == pytest.approx(metrics["best"]["accuracy"], abs=1e-9)
+    assert (best / "report.html").is_file() and metrics["report"] == str(best / "report.html")
+    card = (best / "README.md").read_text()
+    confusion = report["metrics"]["confusion"]
+    assert f"| **negative** | {confusion[0][0]:,} | {confusion[0][1]:,} |" in card
+    assert "### Per-class metrics" in card and "### Calibration" in card
+    reference = transformers.AutoModelForSequenceClassification.from_pretrained(best)
+    assert reference.config.attnlens_calibration == record
+
+
 def test_sigkill_then_resume_ends_with_the_same_weights(tmp_path, tiny_base, review_files, uninterrupted_run):
     config = write_job_config(tmp_path, tiny_base, *review_files)
     checkpoints = tmp_path / "out" / "checkpoints"

@@ -97,6 +97,9 @@ class TrainingConfig:
     keep_checkpoints: int = 2
     resume: str = "none"  # "auto" (newest complete checkpoint in output.dir), a checkpoint path, or "none"
     log_every_steps: int = 10
+    # Fit temperature scaling on the validation split at the end and store it in best/config.json
+    # (attnlens.calibration): calibrated probabilities everywhere the model is used, labels unchanged.
+    calibrate: bool = True
 
 
 @dataclass
@@ -108,6 +111,9 @@ class OutputConfig:
     hub_repo_id: str | None = None
     hub_private: bool = True
     log_with: str | None = "tensorboard"  # an Accelerate tracker name, or None for no tracker
+    # Audit the best model on the validation split at the end (attnlens.report): best/report.html and
+    # best/report.json, and per-class tables in the model card.
+    report: bool = True
 
 
 @dataclass

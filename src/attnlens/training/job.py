@@ -28,9 +28,12 @@ from tqdm.auto import tqdm
 
 from attnlens import DEFAULT_BASE_MODEL, load_tokenizer
 from attnlens.baselines.job_config import build_baseline_model
+from attnlens.calibration import attach_calibration, write_calibration
 from attnlens.errors import AttnlensError, CheckpointError, ConfigError
 from attnlens.loading import load_model
 from attnlens.padding import sorted_by_length
+from attnlens.report.build import Report, build_report, ece_summary
+from attnlens.temperature_fit import fit_model_temperature
 from attnlens.training.batching import ClassBalancedSampler, LengthGroupedSampler, PaddingCollator
 from attnlens.training.checkpointing import (
     JobState,
@@ -271,6 +274,7 @@ class FineTuningJob:
         tokenized = tokenize_datasets(raw, self.tokenizer, self.max_length, self.accelerator)
         self.num_train_examples = len(tokenized.train)
         self.num_validation_examples = len(tokenized.validation)
+        self.validation = raw.validation  # texts and labels, for the calibration and the report at the end
         train_loader, eval_loader = build_dataloaders(tokenized, self.tokenizer, config)
         with self.accelerator.main_process_first():
             self.metrics = ClassificationMetrics()
@@ -340,7 +344,8 @@ class FineTuningJob:
         finally:
             progress.close()
         elapsed = time.perf_counter() - started
-        summary = self.write_outputs(elapsed, self.state.examples_seen - examples_at_start)
+        audit = self.calibrate_and_report()
+        summary = self.write_outputs(elapsed, self.state.examples_seen - examples_at_start, audit)
         accelerator.end_training()
         return summary
 
@@ -480,7 +485,7 @@ class FineTuningJob:
             staging.rename(best)
         accelerator.wait_for_everyone()
 
-    def model_card(self) -> str:
+    def model_card(self, report: Report | None = None) -> str:
         return render_model_card(
             self.config,
             base_model=DEFAULT_BASE_MODEL_ID if self.config.model.base_model == "default"
@@ -491,9 +496,42 @@ class FineTuningJob:
             num_processes=self.accelerator.num_processes,
             mixed_precision=self.accelerator.mixed_precision,
             class_weights=self.class_weights,
+            report=report,
         )
 
-    def write_outputs(self, elapsed: float, examples: int) -> dict[str, Any]:
+    def calibrate_and_report(self) -> dict[str, Any]:
+        """The main process fits the best model's temperature on the validation split (stored in
+        best/config.json), audits it there (best/report.html, best/report.json) and rewrites the
+        model card with the per-class tables; the others wait. Returns what metrics.json records."""
+        accelerator, training, output = self.accelerator, self.config.training, self.config.output
+        best = self.output_dir / BEST_MODEL_DIR
+        results: dict[str, Any] = {}
+        if accelerator.is_main_process and (training.calibrate or output.report) and best.is_dir():
+            model = load_model(best).to(accelerator.device)
+            tokenizer = load_tokenizer(best)
+            texts, labels = self.validation["text"], self.validation["labels"]
+            name = f"validation split ({self.config.data.validation or 'held out of data.train'})"
+            if training.calibrate:
+                fit = fit_model_temperature(model, tokenizer, texts, labels, fit_on=name, max_length=self.max_length,
+                                            batch_size=training.eval_batch_size)
+                write_calibration(best, fit.record)
+                attach_calibration(model.config, fit.record)
+                results["calibration"] = fit.summary()
+                accelerator.print(f"temperature {fit.temperature:.3f} (validation NLL {fit.before.nll:.4f} -> "
+                                  f"{fit.after.nll:.4f}) stored in {best / 'config.json'}")
+            report = None
+            if output.report:
+                report = build_report(model, tokenizer, texts, labels, row_numbers=[i + 1 for i in range(len(texts))],
+                                      model_name=str(best), data_name=name, max_length=self.max_length,
+                                      progress=accelerator.is_local_main_process)
+                html_path, _ = report.write(best)
+                results["report"] = str(html_path)
+                accelerator.print(f"report: {html_path} ({ece_summary(report)})")
+            write_model_card(best, self.model_card(report))
+        accelerator.wait_for_everyone()
+        return results
+
+    def write_outputs(self, elapsed: float, examples: int, audit: dict[str, Any] | None = None) -> dict[str, Any]:
         accelerator, state = self.accelerator, self.state
         summary = {
             "metric_for_best": self.config.training.metric_for_best,
@@ -518,6 +556,7 @@ class FineTuningJob:
             "resumed_from": str(self.resume_from) if self.resume_from else None,
             "best_model_dir": str(self.output_dir / BEST_MODEL_DIR),
             "command": self.command,
+            **(audit or {}),
             "history": state.history,
         }
         if accelerator.is_main_process:

@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from attnlens.report.build import Report
+from attnlens.report.markdown import report_markdown
 from attnlens.training.config import JobConfig
 
 
@@ -22,11 +24,15 @@ def render_model_card(
     num_processes: int,
     mixed_precision: str,
     class_weights: list[float] | None = None,
+    report: Report | None = None,
 ) -> str:
     """The card's markdown; `class_weights` are the resolved numbers of `training.class_weights`
-    (needed for `balanced`, which depends on the training split; a list in the config is used as is)."""
+    (needed for `balanced`, which depends on the training split; a list in the config is used as is);
+    `report`, the best model's audit on the validation split, adds its per-class table, confusion
+    matrix and calibration."""
     training = config.training
     data = config.data
+    audit = "" if report is None else report_markdown(report, heading_level=3) + "\n"
     label_names = ", ".join(f"`{name}`" for name in data.label_names)
     validation = data.validation or f"{data.validation_fraction:.0%} held out of the training data (seed {training.seed})"
     rows = "\n".join(f"| {name} | {value:.4f} |" for name, value in results.items() if isinstance(value, float))
@@ -81,7 +87,7 @@ tags:
 |---|---|
 {rows}
 
-## Hyper-parameters
+{audit}## Hyper-parameters
 
 ```json
 {json.dumps(hyper_parameters, indent=2)}
