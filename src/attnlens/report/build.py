@@ -53,7 +53,8 @@ from attnlens.report.words import DEFAULT_MIN_COUNT, DEFAULT_TOP_K, ClassWords, 
 DEFAULT_FAITHFULNESS_EXAMPLES = 100
 EXAMPLES_PER_LIST = 10  # worst errors, least sure right answers
 EXAMPLES_PER_CELL = 20  # examples listed under each confusion-matrix cell
-PROGRESS_CHUNK = 64  # texts per step of the progress bars
+PROGRESS_CHUNK = 64  # texts per step of the progress bar
+FAITHFULNESS_CHUNK = 25  # texts per step of the faithfulness pass (x 11 sequences per ranking)
 
 
 @dataclass
@@ -196,7 +197,8 @@ def build_report(
     limit = resolve_max_length(model, max_length)
     method = method or default_method_for(model)
     seconds: dict[str, float] = {}
-    bar = tqdm(total=2 * len(texts), desc="report", unit="text", disable=not progress)
+    # One bar over every pass, in texts; the later passes add theirs when their size is known.
+    bar = tqdm(total=len(texts), desc="report", unit="text", disable=not progress)
 
     # 1. explanations of every text with a visible character
     started = time.perf_counter()
@@ -217,10 +219,13 @@ def build_report(
     bar.set_postfix_str("predicting")
     predictor = Predictor(model, tokenizer, max_length=limit, batch_size=max(batch_size, 32), temperature=1.0)
     scored = [i for i in range(len(texts)) if long_text == "chunk" or i not in found]
-    scored_predictions = dict(zip(scored, predictor.predict([texts[i] for i in scored], long_text=long_text),
-                                  strict=True)) if scored else {}
-    bar.update(len(texts))
-    bar.close()
+    bar.total += len(scored)
+    scored_predictions: dict[int, Any] = {}
+    for chunk in _chunks(len(scored), 256):
+        members = [scored[k] for k in chunk]
+        scored_predictions.update(zip(members, predictor.predict([texts[i] for i in members], long_text=long_text),
+                                      strict=True))
+        bar.update(len(members))
     seconds["predictions"] = time.perf_counter() - started
     model_temperature = temperature_of(model)
     rows, num_tokens, truncated = [], [], []
@@ -262,8 +267,14 @@ def build_report(
     started = time.perf_counter()
     class_words = {c: [s.word for s in group.by_total[:deletion_words]] for c, group in enumerate(words)
                    if group.by_total}
+    bar.set_postfix_str("deletion check")
+
+    def class_checked(count: int) -> None:
+        bar.total += count
+        bar.update(count)
+
     deletion = deletion_check(model, tokenizer, texts, explanations, explained, class_words, labels,
-                              max_length=limit, max_texts=deletion_texts, seed=seed,
+                              max_length=limit, max_texts=deletion_texts, seed=seed, on_class=class_checked,
                               # Truncated predictions are the whole texts as the check reads them.
                               full_probabilities=raw if long_text == "truncate" else None) if deletion_words else []
     seconds["deletion_check"] = time.perf_counter() - started
@@ -275,13 +286,22 @@ def build_report(
         candidates = [i for i, e in enumerate(explanations) if e.words]
         sample = sorted(random.Random(seed).sample(candidates, min(faithfulness_examples, len(candidates))))
         if sample:
-            sample_texts = [texts[i] for i in sample]
-            targets = [explained[i] for i in sample]
-            ranked = eraser_aopc(model, tokenizer, sample_texts, [ranking_from_explanation(explanations[i]) for i in sample],
-                                 targets, max_length=limit).mean()
-            shuffled = eraser_aopc(model, tokenizer, sample_texts,
-                                   [random_ranking(len(explanations[i].words), seed + i) for i in sample],
-                                   targets, max_length=limit).mean()
+            bar.total += len(sample)
+            bar.set_postfix_str("faithfulness")
+            ranked = {"comprehensiveness": [], "sufficiency": []}
+            shuffled = {"comprehensiveness": [], "sufficiency": []}
+            for chunk in _chunks(len(sample), FAITHFULNESS_CHUNK):
+                members = [sample[k] for k in chunk]
+                chunk_texts, targets = [texts[i] for i in members], [explained[i] for i in members]
+                for totals, rankings in (
+                        (ranked, [ranking_from_explanation(explanations[i]) for i in members]),
+                        (shuffled, [random_ranking(len(explanations[i].words), seed + i) for i in members])):
+                    scores = eraser_aopc(model, tokenizer, chunk_texts, rankings, targets, max_length=limit)
+                    totals["comprehensiveness"] += scores.comprehensiveness
+                    totals["sufficiency"] += scores.sufficiency
+                bar.update(len(members))
+            ranked = {name: sum(values) / len(values) for name, values in ranked.items()}
+            shuffled = {name: sum(values) / len(values) for name, values in shuffled.items()}
             n = len(texts)
             faithfulness = Faithfulness(
                 method=method, examples=len(sample), comprehensiveness=ranked["comprehensiveness"],
@@ -289,6 +309,7 @@ def build_report(
                 random_sufficiency=shuffled["sufficiency"],
                 explanation_ms_per_example=1000 * seconds["explanations"] / n)
         seconds["faithfulness"] = time.perf_counter() - started
+    bar.close()
 
     # 5. examples: the most confident errors, the least confident right answers, each cell's
     def example(i: int) -> Example:

@@ -11,7 +11,7 @@ model's raw ones.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -42,11 +42,13 @@ class DeletionCheck:
 def deletion_check(model, tokenizer, texts: Sequence[str], explanations: Sequence[Explanation],
                    predictions: Sequence[int], class_words: dict[int, list[str]], labels: Sequence[str], *,
                    max_length: int, max_texts: int = DEFAULT_DELETION_TEXTS, seed: int = 0,
-                   batch_size: int = 64, full_probabilities: torch.Tensor | None = None) -> list[DeletionCheck]:
+                   batch_size: int = 64, full_probabilities: torch.Tensor | None = None,
+                   on_class: Callable[[int], None] | None = None) -> list[DeletionCheck]:
     """One `DeletionCheck` per class in `class_words` (class index -> its top words).
 
     `full_probabilities`: the model's raw (n, classes) probabilities of the whole texts as read
     here (truncated to `max_length`), when the caller has them; else they are computed.
+    `on_class(texts)` is called after each class (a progress bar's step).
     """
     pad_id = pad_token_id(model)
     results = []
@@ -74,16 +76,25 @@ def deletion_check(model, tokenizer, texts: Sequence[str], explanations: Sequenc
                     deleted += len(hits)
             if not members:
                 results.append(DeletionCheck(labels[c], list(words), 0, 0.0, 0.0, 0.0, 0.0, 0.0))
-                continue
-            p_top, p_rand = (class_probabilities(model, s, pad_id, batch_size) for s in (top, rand))
-            p_full = (class_probabilities(model, full, pad_id, batch_size) if full_probabilities is None
-                      else full_probabilities[members].float())
-            n = len(members)
-            results.append(DeletionCheck(
-                label=labels[c], words=list(words), texts=n, words_deleted=deleted / n,
-                top_drop=float((p_full[:, c] - p_top[:, c]).mean()),
-                random_drop=float((p_full[:, c] - p_rand[:, c]).mean()),
-                top_flip_rate=float((p_top.argmax(dim=-1) != c).double().mean()),
-                random_flip_rate=float((p_rand.argmax(dim=-1) != c).double().mean()),
-            ))
+            else:
+                results.append(_measure(model, labels[c], c, words, full, top, rand, deleted, members, pad_id, batch_size,
+                                        full_probabilities))
+            if on_class is not None:
+                on_class(len(members))
     return results
+
+
+def _measure(model, label: str, c: int, words: list[str], full: list, top: list, rand: list, deleted: int,
+             members: list[int], pad_id: int, batch_size: int, full_probabilities: torch.Tensor | None) -> DeletionCheck:
+    """The probability drops and flip rates of one class's texts, with its words and random ones deleted."""
+    p_top, p_rand = (class_probabilities(model, sequences, pad_id, batch_size) for sequences in (top, rand))
+    p_full = (class_probabilities(model, full, pad_id, batch_size) if full_probabilities is None
+              else full_probabilities[members].float())
+    n = len(members)
+    return DeletionCheck(
+        label=label, words=list(words), texts=n, words_deleted=deleted / n,
+        top_drop=float((p_full[:, c] - p_top[:, c]).mean()),
+        random_drop=float((p_full[:, c] - p_rand[:, c]).mean()),
+        top_flip_rate=float((p_top.argmax(dim=-1) != c).double().mean()),
+        random_flip_rate=float((p_rand.argmax(dim=-1) != c).double().mean()),
+    )
