@@ -71,3 +71,13 @@ def tiny_model(tokenizer):
                         num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
                         id2label={0: "negative", 1: "positive"})
     return BertForSequenceClassification(config).eval()
+
+
+@pytest.fixture(scope="session")
+def planted_model(tokenizer):
+    """The tiny BERT trained on the planted-word task (tests/planted_task.py), shared by the
+    explanation and report tests; callers leave it in eval mode."""
+    from planted_task import train_planted_model
+
+    return train_planted_model(tokenizer, seed=1)
+

@@ -8,7 +8,7 @@ comprehensiveness must beat a random ranking of the same words (and sufficiency 
 from __future__ import annotations
 
 import pytest
-from planted_task import PLANTED, planted_examples, train_planted_model
+from planted_task import PLANTED, planted_examples
 
 from attnlens.explain import METHODS, eraser_aopc, explain_batch, random_ranking, ranking_from_explanation
 
@@ -16,11 +16,6 @@ HELD_OUT = 200
 # grad_rollout's default rule, and Chefer et al.'s published rule as an opt-in variant.
 VARIANTS = {"grad_rollout:chefer": ("grad_rollout", {"rule": "chefer"})}
 RANKED_METHODS = [m for m in (*METHODS, *VARIANTS) if m != "attention"]
-
-
-@pytest.fixture(scope="module")
-def planted_model(tokenizer):
-    return train_planted_model(tokenizer, seed=1)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import json
 
 import pytest
 import torch
-from planted_task import PLANTED, planted_examples, train_planted_model
+from planted_task import PLANTED, planted_examples
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from attnlens.calibration import CALIBRATION_KEY, temperature_of
@@ -19,11 +19,6 @@ from attnlens.loading import load_model
 from attnlens.predict import Predictor
 from attnlens.report import build_report
 from attnlens.report.markdown import report_markdown
-
-
-@pytest.fixture(scope="module")
-def planted_model(tokenizer):
-    return train_planted_model(tokenizer, seed=1)
 
 
 @pytest.fixture(scope="module")

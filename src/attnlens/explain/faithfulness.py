@@ -70,11 +70,14 @@ def eraser_aopc(
     max_length: int | None = None,
     percentages: tuple[float, ...] = PERCENTAGES,
     batch_size: int = 64,
+    full_probabilities: torch.Tensor | None = None,
 ) -> Faithfulness:
     """Comprehensiveness and sufficiency AOPC of word `rankings` (positions in reading order).
 
     Texts are tokenised exactly as `explain` did (same tokenizer and `max_length`), so positions
     in `Explanation.words` are the words seen here; truncated-away words play no part.
+    `full_probabilities`: p(target | whole text) per example, when the caller has them (the
+    explained forward pass's), which saves a pass; else computed.
     """
     limit = resolve_max_length(model, max_length)
     pad_id = pad_token_id(model)
@@ -97,7 +100,8 @@ def eraser_aopc(
                     erased.append(ids_without_words(batch, i, top))
                     kept.append(ids_without_words(batch, i, rest))
                     owners.append(example)
-        p_full = target_probabilities(model, full_sequences, targets, pad_id, batch_size)
+        p_full = (target_probabilities(model, full_sequences, targets, pad_id, batch_size)
+                  if full_probabilities is None else torch.as_tensor(full_probabilities, dtype=torch.float32))
         expanded_targets = [targets[e] for e in owners]
         p_erased = target_probabilities(model, erased, expanded_targets, pad_id, batch_size)
         p_kept = target_probabilities(model, kept, expanded_targets, pad_id, batch_size)

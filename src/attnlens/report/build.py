@@ -54,7 +54,7 @@ DEFAULT_FAITHFULNESS_EXAMPLES = 100
 EXAMPLES_PER_LIST = 10  # worst errors, least sure right answers
 EXAMPLES_PER_CELL = 20  # examples listed under each confusion-matrix cell
 PROGRESS_CHUNK = 64  # texts per step of the progress bar
-FAITHFULNESS_CHUNK = 25  # texts per step of the faithfulness pass (x 11 sequences per ranking)
+FAITHFULNESS_CHUNK = 50  # texts per step of the faithfulness pass (x 11 sequences per ranking)
 
 
 @dataclass
@@ -296,7 +296,9 @@ def build_report(
                 for totals, rankings in (
                         (ranked, [ranking_from_explanation(explanations[i]) for i in members]),
                         (shuffled, [random_ranking(len(explanations[i].words), seed + i) for i in members])):
-                    scores = eraser_aopc(model, tokenizer, chunk_texts, rankings, targets, max_length=limit)
+                    scores = eraser_aopc(model, tokenizer, chunk_texts, rankings, targets, max_length=limit,
+                                         full_probabilities=None if long_text == "chunk"
+                                         else [float(raw[i, explained[i]]) for i in members])
                     totals["comprehensiveness"] += scores.comprehensiveness
                     totals["sufficiency"] += scores.sufficiency
                 bar.update(len(members))
