@@ -19,11 +19,13 @@ BROWSER_PACKAGES := chromium chromium-driver
 
 install: $(VENV)/.installed
 
+# pip installs uv and the pinned torch (pip finds a local CPU wheel where the machine keeps one);
+# uv then installs the project and the rest with the same resolution, in seconds instead of minutes.
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --upgrade pip uv
 	@if [ -n "$(TORCH_SPEC)" ]; then echo "installing $(TORCH_SPEC) (CPU machine)"; $(PY) -m pip install --quiet "$(TORCH_SPEC)"; fi
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(VENV)/bin/uv pip install --quiet --python $(PY) -e '.[dev]'
 	@touch $@
 
 # Present: nothing to do. Root on Debian: installed from Debian. Elsewhere: stop, naming the packages.

@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="texts past the model's window: cut them, or average overlapping windows (metrics)")
     parser.add_argument("--method", default=None, help="explanation method (default: the model's default, grad_rollout)")
     parser.add_argument("--max-length", type=int, default=None, help="tokens per text (default: the model's limit)")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=64,
+                        help="texts per explanation batch (fewer for long texts: at most 8,192 padded tokens)")
     parser.add_argument("--faithfulness-examples", type=int, default=None,
                         help="texts in the faithfulness sample (default 100; 0 leaves the section out)")
     parser.add_argument("--seed", type=int, default=0)

@@ -123,13 +123,16 @@ def explain_batch(
     max_length: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     *,
+    max_batch_tokens: int | None = None,
     should_stop: StopCheck | None = None,
     **method_kwargs,
 ) -> list[Explanation]:
     """Explain many texts; `target` is one class for all, one per text, or None (each text's prediction).
 
     Texts are tokenised once, then explained in batches of `batch_size` texts of similar token
-    counts (less padding); results come back in input order.
+    counts (less padding), and of at most `max_batch_tokens` padded tokens when given (so a large
+    `batch_size` for short texts does not mean a large batch of long ones); results come back in
+    input order.
 
     Every string with a non-blank character gets an explanation; special-token strings in it
     ("[SEP]", "<s>", ...) are plain text. A text the tokenizer reads no word piece from (only
@@ -151,6 +154,9 @@ def explain_batch(
     limit = resolve_max_length(model, max_length)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"batch_size={batch_size!r} must be a positive integer")
+    if max_batch_tokens is not None and (isinstance(max_batch_tokens, bool) or not isinstance(max_batch_tokens, int)
+                                         or max_batch_tokens < 1):
+        raise InputError(f"max_batch_tokens={max_batch_tokens!r} must be a positive integer or None")
     encoded = tokenize_texts(tokenizer, texts, limit)
     targets = list(target) if isinstance(target, (list, tuple)) else None
     if targets is not None and len(targets) != len(texts):
@@ -161,7 +167,7 @@ def explain_batch(
     readable = [i for i, text in enumerate(encoded) if text.has_word_pieces]
     wordless = [i for i, text in enumerate(encoded) if not text.has_word_pieces]
     batches = [members for group in (readable, wordless)
-               for members in length_sorted_batches(lengths, group, max_rows=batch_size)]
+               for members in length_sorted_batches(lengths, group, max_rows=batch_size, max_tokens=max_batch_tokens)]
     results: list[Explanation | None] = [None] * len(texts)
     poll = StopPoll(should_stop)
     with eval_mode(model), stop_points(model, poll):
