@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from attnlens.config import read_config_json
 from attnlens.errors import ConfigError, InputError
 
 CALIBRATION_KEY = "attnlens_calibration"
@@ -196,12 +197,7 @@ def write_calibration(model_dir: str | Path, record: dict[str, Any]) -> Path:
     """Store `record` in `model_dir/config.json`, keeping every other key; written beside and
     renamed, so a crash leaves the old file whole."""
     path = Path(model_dir) / "config.json"
-    try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config.json not found; calibrate a model folder") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path}: not valid JSON ({error})") from None
+    values = read_config_json(path)
     values[CALIBRATION_KEY] = record
     handle, staging = tempfile.mkstemp(dir=path.parent, prefix=".config.", suffix=".json")
     with os.fdopen(handle, "w", encoding="utf-8") as file:
