@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("--output", default="outputs/report-bench")
     parser.add_argument("--limit", type=int, default=None, help="first N texts of each set (a quick look)")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--sets", nargs="+", choices=("sst2", "imdb"), default=["sst2", "imdb"])
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -49,6 +50,8 @@ def main() -> None:
     shutil.copytree(args.model, folder)
 
     sets = {"SST-2 validation": sst2(split="validation"), "imdb-2k": imdb()}
+    # The temperature is always fitted on SST-2 validation; --sets picks what is reported.
+    reported = {"SST-2 validation": "sst2" in args.sets, "imdb-2k": "imdb" in args.sets}
     if args.limit:
         sets = {name: (texts[: args.limit], labels[: args.limit]) for name, (texts, labels) in sets.items()}
     model, tokenizer = load_model(folder), load_tokenizer(folder)
@@ -60,6 +63,8 @@ def main() -> None:
 
     rows = []
     for name, (texts, labels) in sets.items():
+        if not reported[name]:
+            continue
         started = time.perf_counter()
         Predictor(model, tokenizer).predict(texts)
         prediction_s = time.perf_counter() - started
