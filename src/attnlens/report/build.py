@@ -230,7 +230,8 @@ def build_report(
         scored_predictions.update(zip(members, predictor.predict([texts[i] for i in members], long_text=long_text),
                                       strict=True))
         bar.update(len(members))
-    seconds["predictions"] = time.perf_counter() - started
+    if scored:  # with truncation alone, the predictions came with the explanations
+        seconds["predictions"] = time.perf_counter() - started
     model_temperature = temperature_of(model)
     rows, num_tokens, truncated = [], [], []
     for i in range(len(texts)):
