@@ -21,11 +21,13 @@ install: $(VENV)/.installed
 
 # pip installs uv and the pinned torch (pip finds a local CPU wheel where the machine keeps one);
 # uv then installs the project and the rest with the same resolution, in seconds instead of minutes.
+# --compile-bytecode, as pip does: where PYTHONDONTWRITEBYTECODE is set, modules without .pyc files
+# are compiled again by every process, and the test suite starts hundreds of them.
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip uv
 	@if [ -n "$(TORCH_SPEC)" ]; then echo "installing $(TORCH_SPEC) (CPU machine)"; $(PY) -m pip install --quiet "$(TORCH_SPEC)"; fi
-	$(VENV)/bin/uv pip install --quiet --python $(PY) -e '.[dev]'
+	$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -e '.[dev]'
 	@touch $@
 
 # Present: nothing to do. Root on Debian: installed from Debian. Elsewhere: stop, naming the packages.
