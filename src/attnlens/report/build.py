@@ -235,18 +235,14 @@ def build_report(
     model_temperature = temperature_of(model)
     rows, num_tokens, truncated = [], [], []
     for i in range(len(texts)):
-        if i in scored_predictions:
-            p = scored_predictions[i]
-            rows.append([p.probabilities[name] for name in labels])
-            num_tokens.append(p.num_tokens)
-            truncated.append(p.truncated)
-        else:
-            e = found[i]
-            calibrated_row = torch.tensor([[e.probabilities[name] for name in labels]], dtype=torch.float64)
-            rows.append(apply_temperature(calibrated_row, 1 / model_temperature)[0].tolist())
-            num_tokens.append(len(e.tokens))
-            truncated.append(e.truncated)
+        result = scored_predictions.get(i) or found[i]
+        rows.append([result.probabilities[name] for name in labels])
+        num_tokens.append(result.num_tokens if i in scored_predictions else len(found[i].tokens))
+        truncated.append(result.truncated)
     raw = torch.tensor(rows, dtype=torch.float64)
+    explained_rows = torch.tensor([i not in scored_predictions for i in range(len(texts))])
+    # Explanations carry calibrated probabilities: undo the model's temperature once, for all of them.
+    raw[explained_rows] = apply_temperature(raw[explained_rows], 1 / model_temperature)
     record = calibration_of(model.config)
     if record is not None:
         temperature, source = model_temperature, f"the model's config.json (fit on {record.get('fit_on', 'unrecorded data')})"
