@@ -22,13 +22,19 @@ from attnlens.classifier import label_names
 from attnlens.errors import InputError
 from attnlens.inference.engine import classify
 from attnlens.padding import length_sorted_batches, pad_sequences, padding_id
+from attnlens.text_windows import (
+    LONG_TEXT_MODES,
+    check_long_text,
+    check_overlap,
+    default_overlap,
+    window_starts,
+)
 from attnlens.tokenization import tokenize_user_texts
 
 # PredictionCancelled and StopCheck live in attnlens.cancellation (explanations raise it too).
 __all__ = ["LONG_TEXT_MODES", "LongText", "Prediction", "PredictionCancelled", "Predictor", "StopCheck"]
 
 LongText = Literal["truncate", "chunk"]
-LONG_TEXT_MODES: tuple[str, ...] = ("truncate", "chunk")
 
 
 @dataclass
@@ -89,14 +95,8 @@ class Predictor:
             raise InputError(f"batch_size={batch_size} must be at least 1")
         self.batch_size = batch_size
         window_tokens = self.max_length - 2
-        # A quarter of the window by default: every token but the first/last few gets context on
-        # both sides in some window, for a third more windows than disjoint ones (steps of 3/4).
-        chunk_overlap = window_tokens // 4 if chunk_overlap is None else chunk_overlap
-        if not 0 <= chunk_overlap < window_tokens:
-            raise InputError(
-                f"chunk_overlap={chunk_overlap} must be in [0, {window_tokens}) for max_length={self.max_length}"
-            )
-        self.chunk_overlap = chunk_overlap
+        self.chunk_overlap = check_overlap(default_overlap(window_tokens) if chunk_overlap is None else chunk_overlap,
+                                           window_tokens)
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.labels = label_names(model)
         self.temperature = temperature_of(model) if temperature is None else float(temperature)
@@ -135,10 +135,7 @@ class Predictor:
         body = self.max_length - 2
         if len(ids) <= body or long_text == "truncate":
             return [_Window(text_index, [self.cls_id, *ids[:body], self.sep_id], 1.0)]
-        step = body - self.chunk_overlap
-        starts = list(range(0, len(ids) - body + step, step))
-        # The last window ends exactly at the text's end so no token is scored twice as little.
-        starts = sorted({min(start, len(ids) - body) for start in starts})
+        starts = window_starts(len(ids), body, self.chunk_overlap)
         return [
             _Window(text_index, [self.cls_id, *ids[start : start + body], self.sep_id], float(body))
             for start in starts
@@ -178,8 +175,7 @@ class Predictor:
         whose score is below `min_confidence` says `uncertain=True`. A non-string or a lone surrogate raises InputError. When `should_stop()`
         says True the call raises PredictionCancelled (attnlens.cancellation) within a layer's work.
         """
-        if long_text not in LONG_TEXT_MODES:
-            raise InputError(f"long_text={long_text!r} is not one of {', '.join(LONG_TEXT_MODES)}")
+        check_long_text(long_text)
         if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
             raise InputError(f"min_confidence={min_confidence!r} must be in [0, 1]")
         texts = list(texts)

@@ -9,6 +9,7 @@ longer waits) happens here once.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from attnlens.calibration import temperature_of
 from attnlens.cancellation import StopCheck, StopPoll, stop_points
@@ -17,8 +18,9 @@ from attnlens.errors import InputError
 from attnlens.explain.attention import last_layer_cls_attention
 from attnlens.explain.explanation import Explanation, SentenceImportance
 from attnlens.explain.grad_rollout import gradient_weighted_rollout
-from attnlens.explain.inputs import EncodedBatch, resolve_max_length, tokenize_texts
+from attnlens.explain.inputs import EncodedBatch, EncodedText, resolve_max_length, tokenize_texts
 from attnlens.explain.integrated_gradients import integrated_gradients
+from attnlens.explain.long_text import combine, document_probabilities, encode_documents
 from attnlens.explain.native import native_attention
 from attnlens.explain.occlusion import leave_one_word_out
 from attnlens.explain.rollout import attention_rollout
@@ -26,6 +28,7 @@ from attnlens.explain.sentences import model_split
 from attnlens.explain.targets import resolve_targets
 from attnlens.explain.words import token_importances, word_importances
 from attnlens.padding import length_sorted_batches, padding_id
+from attnlens.text_windows import check_long_text
 
 METHODS = ("attention", "rollout", "grad_rollout", "integrated_gradients", "occlusion")
 # Methods only some models have: `native` is the own attention of the pre-BERT baselines
@@ -33,6 +36,8 @@ METHODS = ("attention", "rollout", "grad_rollout", "integrated_gradients", "occl
 MODEL_SPECIFIC_METHODS = ("native",)
 DEFAULT_METHOD = "grad_rollout"
 DEFAULT_BATCH_SIZE = 16
+# Methods whose scores do not depend on the class explained.
+CLASS_AGNOSTIC = ("attention", "rollout")
 
 
 def default_method_for(model) -> str:
@@ -124,6 +129,7 @@ def explain_batch(
     batch_size: int = DEFAULT_BATCH_SIZE,
     *,
     max_batch_tokens: int | None = None,
+    long_text: str = "truncate",
     should_stop: StopCheck | None = None,
     **method_kwargs,
 ) -> list[Explanation]:
@@ -157,31 +163,92 @@ def explain_batch(
     if max_batch_tokens is not None and (isinstance(max_batch_tokens, bool) or not isinstance(max_batch_tokens, int)
                                          or max_batch_tokens < 1):
         raise InputError(f"max_batch_tokens={max_batch_tokens!r} must be a positive integer or None")
+    check_long_text(long_text)
     encoded = tokenize_texts(tokenizer, texts, limit)
     targets = list(target) if isinstance(target, (list, tuple)) else None
     if targets is not None and len(targets) != len(texts):
         raise InputError(f"got {len(targets)} targets for {len(texts)} texts")
-    device = next(model.parameters()).device
-    pad_id = padding_id(tokenizer)
-    lengths = [len(text.input_ids) for text in encoded]
-    readable = [i for i, text in enumerate(encoded) if text.has_word_pieces]
-    wordless = [i for i, text in enumerate(encoded) if not text.has_word_pieces]
-    batches = [members for group in (readable, wordless)
-               for members in length_sorted_batches(lengths, group, max_rows=batch_size, max_tokens=max_batch_tokens)]
+    long = [i for i, text in enumerate(encoded) if text.truncated] if long_text == "chunk" else []
+    documents = dict(zip(long, encode_documents(tokenizer, [texts[i] for i in long], limit), strict=True))
+    # What is explained: each text that fits (or is cut), and each window of a long text.
+    units = [_Unit(i, encoded[i]) for i in range(len(texts)) if i not in documents]
+    units += [_Unit(i, window, number) for i, document in documents.items()
+              for number, window in enumerate(document.windows)]
+    explainer = _UnitExplainer(model, tokenizer, texts, method, batch_size, max_batch_tokens, should_stop,
+                               method_kwargs)
+    unit_target = None if target is None else [targets[u.text_index] if targets is not None else target for u in units]
+    first_pass = explainer.run(units, unit_target)  # type: ignore[arg-type]
+
     results: list[Explanation | None] = [None] * len(texts)
-    poll = StopPoll(should_stop)
-    with eval_mode(model), stop_points(model, poll):
-        done = 0
-        for members in batches:
-            poll(f"after {done} of {len(texts)} texts")
-            batch = EncodedBatch.stack([encoded[i] for i in members], pad_id, device)
-            batch_texts = [texts[i] for i in members]
-            batch_target = [targets[i] for i in members] if targets is not None else target
-            explanations = explain_encoded(model, batch, batch_texts, method, batch_target, **method_kwargs)
-            for i, explanation in zip(members, explanations, strict=True):
-                results[i] = explanation
-            done += len(members)
+    windows: dict[int, list[Explanation]] = {i: [] for i in documents}
+    for unit, explanation in zip(units, first_pass, strict=True):
+        if unit.window is None:
+            results[unit.text_index] = explanation
+        else:
+            windows[unit.text_index].append(explanation)
+    temperature, names = temperature_of(model), label_names(model)
+    document_targets = {}
+    for i, document in documents.items():
+        given = None if target is None else (targets[i] if targets is not None else target)
+        document_targets[i] = given if given is not None else int(
+            document_probabilities(windows[i], document.weights, temperature).argmax())
+    # Windows that explained their own prediction where the text's class differs are explained
+    # again for the text's class (methods that ignore the class need not be).
+    again = [(i, number) for i in documents for number, window in enumerate(windows[i])
+             if window.target != document_targets[i] and method not in CLASS_AGNOSTIC]
+    if again:
+        second_pass = explainer.run([_Unit(i, documents[i].windows[number], number) for i, number in again],
+                                    [document_targets[i] for i, _ in again])
+        for (i, number), explanation in zip(again, second_pass, strict=True):
+            windows[i][number] = explanation
+    for i, document in documents.items():
+        results[i] = combine(document, windows[i], method=method, target=document_targets[i], labels=names,
+                             temperature=temperature)
     return results  # type: ignore[return-value]
+
+
+@dataclass
+class _Unit:
+    """One sequence to explain: a text's (first) window, or window `window` of a long text."""
+
+    text_index: int
+    encoded: EncodedText
+    window: int | None = None
+
+
+class _UnitExplainer:
+    """Explains sequences in length-sorted batches (texts without word pieces apart), polling
+    `should_stop` between batches and inside the model."""
+
+    def __init__(self, model, tokenizer, texts: list[str], method: str, batch_size: int,
+                 max_batch_tokens: int | None, should_stop: StopCheck | None, method_kwargs: dict) -> None:
+        self.model, self.texts, self.method = model, texts, method
+        self.batch_size, self.max_batch_tokens = batch_size, max_batch_tokens
+        self.method_kwargs = method_kwargs
+        self.pad_id = padding_id(tokenizer)
+        self.device = next(model.parameters()).device
+        self.poll = StopPoll(should_stop)
+
+    def run(self, units: list[_Unit], targets: list[int] | None) -> list[Explanation]:
+        lengths = [len(unit.encoded.input_ids) for unit in units]
+        readable = [i for i, unit in enumerate(units) if unit.encoded.has_word_pieces]
+        wordless = [i for i, unit in enumerate(units) if not unit.encoded.has_word_pieces]
+        batches = [members for group in (readable, wordless) for members in
+                   length_sorted_batches(lengths, group, max_rows=self.batch_size, max_tokens=self.max_batch_tokens)]
+        results: list[Explanation | None] = [None] * len(units)
+        with eval_mode(self.model), stop_points(self.model, self.poll):
+            done = 0
+            for members in batches:
+                self.poll(f"after {done} of {len(units)} texts or windows")
+                batch = EncodedBatch.stack([units[i].encoded for i in members], self.pad_id, self.device)
+                batch_texts = [self.texts[units[i].text_index] for i in members]
+                batch_target = None if targets is None else [targets[i] for i in members]
+                explanations = explain_encoded(self.model, batch, batch_texts, self.method, batch_target,
+                                               **self.method_kwargs)
+                for i, explanation in zip(members, explanations, strict=True):
+                    results[i] = explanation
+                done += len(members)
+        return results  # type: ignore[return-value]
 
 
 def explain(
@@ -191,14 +258,18 @@ def explain(
     method: str = DEFAULT_METHOD,
     target: int | None = None,
     max_length: int | None = None,
+    *,
+    long_text: str = "truncate",
     **method_kwargs,
 ) -> Explanation:
-    """Explain the model's prediction (or class `target`) for one text with `method` (see METHODS)."""
+    """Explain the model's prediction (or class `target`) for one text with `method` (see METHODS);
+    `long_text` as for `explain_batch`."""
     if not isinstance(text, str):
         raise InputError(f"text must be a string, got {type(text).__name__}")
     if isinstance(target, (list, tuple)):
         raise InputError(f"target must be one class index for one text, got {target!r}")
-    return explain_batch(model, tokenizer, [text], method, target, max_length, **method_kwargs)[0]
+    return explain_batch(model, tokenizer, [text], method, target, max_length, long_text=long_text,
+                         **method_kwargs)[0]
 
 
 def sentence_importances(model, tokenizer, text: str, max_length: int | None = None) -> list[SentenceImportance]:

@@ -105,6 +105,7 @@ class Explanation:
     target: int
     probabilities: dict[str, float]
     truncated: bool
+    num_windows: int = 1  # windows read and combined (> 1 only for long texts with long_text="chunk")
     tokens: list[TokenImportance] = field(default_factory=list)
     words: list[WordImportance] = field(default_factory=list)
     # The model's sentence split (sentence index per token) where it has one (HAN), else None for
