@@ -19,6 +19,7 @@ import math
 from collections.abc import Sequence
 
 from attnlens.explain.integrated_gradients import DEFAULT_STEPS
+from serving.explain_mode import split_mode
 
 # Characters per word piece of English text, on the low side, so a cost is rather over- than
 # under-estimated.
@@ -55,15 +56,23 @@ def token_estimate(text: str) -> float:
 
 def text_cost(text: str, mode: str, max_length: int) -> float:
     """Estimated token passes of one text: `mode` is a prediction's long-text mode or an
-    explanation method."""
+    explanation mode (serving/explain_mode.py: a method, chunked or not)."""
     tokens = token_estimate(text)
+    windows = max(1, math.ceil(tokens / max(1, max_length - 2)))
     if mode == "chunk":  # every window of the text; they overlap a little
-        return max(1, math.ceil(tokens / max(1, max_length - 2))) * max_length * 1.2
+        return windows * max_length * 1.2
+    method, long_text = split_mode(mode)
+    if long_text == "chunk" and windows > 1:  # every window explained, each as a full one
+        return windows * 1.2 * _explanation_cost(max_length, method)
     tokens = min(tokens, max_length)
     if mode in ("truncate", "predict"):
         return tokens
-    passes = METHOD_PASSES.get(mode, 1.0)
-    if mode == "occlusion":  # one pass per word, about one word per 1.3 pieces
+    return _explanation_cost(tokens, method)
+
+
+def _explanation_cost(tokens: float, method: str) -> float:
+    passes = METHOD_PASSES.get(method, 1.0)
+    if method == "occlusion":  # one pass per word, about one word per 1.3 pieces
         passes += tokens / 1.3
     return tokens * passes
 

@@ -37,6 +37,7 @@ from typing import Any
 from bentoml.exceptions import ServiceUnavailable
 
 from attnlens.predict import PredictionCancelled
+from serving.explain_mode import split_mode
 
 logger = logging.getLogger("bentoml.attnlens")
 
@@ -105,14 +106,16 @@ def _serve(connection, cancels, name_or_path: str, revision: str | None, threads
             cancelled_up_to = max(cancelled_up_to, cancels.recv())
         return current <= cancelled_up_to
 
-    def explain(texts: list[str], method: str) -> list:
-        """Explanations in chunks of `explain_chunk` texts, asking for cancellation between chunks."""
+    def explain(texts: list[str], mode: str) -> list:
+        """Explanations in chunks of `explain_chunk` texts, asking for cancellation between chunks;
+        `mode`: the method, chunked or not (serving/explain_mode.py)."""
+        method, long_text = split_mode(mode)
         results = []
         for first in range(0, len(texts), explain_chunk):
             if should_stop():
                 raise PredictionCancelled(f"explanation stopped after {first} of {len(texts)} texts")
             results += explain_batch(model, tokenizer, texts[first : first + explain_chunk], method=method,
-                                     max_length=predictor.max_length, should_stop=should_stop)
+                                     max_length=predictor.max_length, long_text=long_text, should_stop=should_stop)
         return results
 
     connection.send(("ready", {"max_length": predictor.max_length}))

@@ -24,6 +24,7 @@ from attnlens.calibration import is_uncertain
 from attnlens.errors import InputError
 from serving import connections, settings
 from serving.admission import Lane, Overloaded, text_cost
+from serving.explain_mode import explanation_mode
 from serving.guard import GuardMiddleware
 from serving.schemas import (
     DEFAULT_METHOD,
@@ -186,12 +187,14 @@ class AttnlensService:
         min_confidence: MinConfidence = None,
     ) -> list[PredictionResult]:
         """One result per text. `explain: true` adds grad_rollout word importances;
-        `long_text: "chunk"` scores texts past the model's window as overlapping windows;
+        `long_text: "chunk"` scores texts past the model's window as overlapping windows (and
+        explains every window, combined as the prediction weighs them);
         `min_confidence` marks results whose score is below it `uncertain: true`."""
         try:
             if explain:
                 predictions, explanations = await asyncio.gather(
-                    self.batcher.submit(texts, long_text), self.explainer.submit(texts, DEFAULT_METHOD))
+                    self.batcher.submit(texts, long_text),
+                    self.explainer.submit(texts, explanation_mode(DEFAULT_METHOD, long_text)))
             else:
                 predictions, explanations = await self.batcher.submit(texts, long_text), [None] * len(texts)
         except (Overloaded, InputError) as error:
@@ -217,9 +220,12 @@ class AttnlensService:
         text: Text = SAMPLE_TEXT,
         method: Method = DEFAULT_METHOD,
         level: Level = "word",
+        long_text: LongText = "truncate",
         min_confidence: MinConfidence = None,
     ) -> ExplainResult:
         """The prediction for `text` and the importance of each word (or token, or sentence) for it;
+        `long_text: "chunk"` reads a text past the model's window whole (every window explained,
+        combined as the chunked prediction weighs them; offsets into the whole text);
         `min_confidence` marks a prediction whose score is below it `uncertain: true`.
 
         The prediction is the explained forward pass's own (the float32 model's, also with
@@ -227,7 +233,7 @@ class AttnlensService:
         explanation processes only.
         """
         try:
-            (explanation,) = await self.explainer.submit([text], method)
+            (explanation,) = await self.explainer.submit([text], explanation_mode(method, long_text))
         except (Overloaded, InputError) as error:
             return _refusal(error)  # type: ignore[return-value]
         score = explanation.probabilities[explanation.label]

@@ -11,8 +11,9 @@ import time
 
 import pytest
 
-from serving.admission import Lane, Overloaded
+from serving.admission import Lane, Overloaded, text_cost
 from serving.batching import MicroBatcher
+from serving.explain_mode import explanation_mode, split_mode
 
 
 class Recorder:
@@ -218,3 +219,13 @@ def test_explanation_batches_hold_about_max_batch_seconds_of_work():
     asyncio.run(scenario())
     # 0.5 s at 10 units/s is 5 units: two texts of 2 per call (a third would pass it).
     assert [len(call) for call in recorder.calls] == [2, 2, 2, 1]
+
+
+def test_a_chunked_explanation_costs_every_window_and_a_short_text_the_same_as_truncated():
+    long_text, short_text = "word " * 2000, "a fine film"
+    for method in ("grad_rollout", "occlusion"):
+        chunked = explanation_mode(method, "chunk")
+        assert split_mode(chunked) == (method, "chunk") and split_mode(method) == (method, "truncate")
+        windows = text_cost(long_text, chunked, 512) / text_cost(long_text, method, 512)
+        assert windows >= 2000 * 5 / 3 / 510  # 5 characters a word, at most 3 per token estimated
+        assert text_cost(short_text, chunked, 512) == text_cost(short_text, method, 512)

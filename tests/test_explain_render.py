@@ -176,3 +176,16 @@ def test_cli_sentence_level_colours_sentences_and_json_lists_them(saved_model_di
         ("A fine film.", 0, 12), ("Too long, though!", 13, 30)]
     assert [s["score"] for s in payload["sentences"]] == pytest.approx([s.score for s in expected], abs=1e-6)
     assert sum(s["score"] for s in payload["sentences"]) == pytest.approx(1.0)
+
+
+def test_cli_long_text_chunk_explains_the_whole_text(saved_model_dir, model, tokenizer, cli):
+    text = "A fine film. " * 6 + "Far too long, though!"
+    result = cli("--model", str(saved_model_dir), "--max-length", "12", "--long-text", "chunk", "--json", "-", text)
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout[result.stdout.index("\n{") + 1 :])
+    expected = explain(model, tokenizer, text, max_length=12, long_text="chunk")
+    assert payload["num_windows"] == expected.num_windows > 1 and payload["truncated"] is False
+    assert payload["words"][-1]["word"] == "!" and payload["sentences"][-1]["text"] == "Far too long, though!"
+    assert [w["score"] for w in payload["words"]] == pytest.approx([w.score for w in expected.words], abs=1e-6)
+    cut = cli("--model", str(saved_model_dir), "--max-length", "12", "--json", "-", text)
+    assert json.loads(cut.stdout[cut.stdout.index("\n{") + 1 :])["truncated"] is True

@@ -164,6 +164,38 @@ def test_explain_equals_library(server, library, method, level):
     assert body["explanation"]["method"] == method and body["explanation"]["target"] == expected.target
 
 
+@pytest.mark.parametrize("level", ["word", "sentence"])
+def test_explain_long_text_chunk_covers_the_whole_text(server, library, level):
+    model, tokenizer, predictor = library
+    text = LONG_TEXT + " . but the ending is a dreadful mess !"
+    response = post(server, "/explain", {"text": text, "level": level, "long_text": "chunk"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert_same_prediction(body, predictor.predict([text], long_text="chunk")[0])
+    expected = explain(model, tokenizer, text, max_length=predictor.max_length, long_text="chunk")
+    assert expected.num_windows > 1
+    items = expected.words if level == "word" else expected.sentences
+    served = body["explanation"]["importances"]
+    assert [(i["start"], i["end"]) for i in served] == [(i.start, i.end) for i in items]
+    assert served[-1]["end"] == len(text) and served[-1]["text"] == ("!" if level == "word" else
+                                                                     "but the ending is a dreadful mess !")
+    assert [i["score"] for i in served] == pytest.approx([i.score for i in items], abs=1e-4)
+    assert body["explanation"]["target"] == expected.target
+
+
+def test_predict_with_explain_and_chunk_explains_every_window(server, library):
+    model, tokenizer, predictor = library
+    response = post(server, "/predict", {"texts": [LONG_TEXT, TEXTS[0]], "explain": True, "long_text": "chunk"})
+    assert response.status_code == 200, response.text
+    for text, result in zip([LONG_TEXT, TEXTS[0]], response.json(), strict=True):
+        expected = explain(model, tokenizer, text, max_length=predictor.max_length, long_text="chunk")
+        words = result["explanation"]["importances"]
+        assert [(w["start"], w["end"]) for w in words] == [(w.start, w.end) for w in expected.words]
+        assert [w["score"] for w in words] == pytest.approx([w.score for w in expected.words], abs=1e-4)
+        assert result["label"] == expected.label
+    assert response.json()[0]["explanation"]["importances"][-1]["end"] == len(LONG_TEXT)
+
+
 def test_predict_with_explain_adds_default_explanation(server, library):
     model, tokenizer, predictor = library
     response = post(server, "/predict", {"texts": TEXTS[:2], "explain": True})

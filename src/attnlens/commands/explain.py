@@ -4,7 +4,8 @@ Prints the prediction and the text with each word's (`--level token`: word piece
 sentence`: sentence's) background coloured by importance (ANSI 24-bit colour; `--no-color` or
 $NO_COLOR for plain text with the top ones listed), and can write a self-contained HTML page
 (`--html`, same level), a layer x head attention figure (`--heatmap`) and the explanation as JSON
-(`--json`: tokens, words and sentences). With `--min-confidence P` a prediction whose (calibrated)
+(`--json`: tokens, words and sentences). `--long-text chunk` explains a text past the model's
+window whole (every window, combined as the chunked prediction weighs them). With `--min-confidence P` a prediction whose (calibrated)
 probability is below P is marked uncertain, as the service's `min_confidence` does.
 """
 
@@ -31,7 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--method", choices=METHODS + MODEL_SPECIFIC_METHODS, default=DEFAULT_METHOD,
                         help="native: the own attention of birnn_attention / han models")
     parser.add_argument("--target", type=int, default=None, help="class index to explain (default: the prediction)")
-    parser.add_argument("--max-length", type=int, default=None, help="truncate at this many tokens (default: the model's limit)")
+    parser.add_argument("--max-length", type=int, default=None,
+                        help="the window's length in tokens (default: the model's limit)")
+    parser.add_argument("--long-text", choices=("truncate", "chunk"), default="truncate",
+                        help="a text past the window: explain its first window, or every window combined "
+                             "(as `attnlens predict --long-text chunk` scores it)")
     parser.add_argument("--ig-steps", type=int, default=None, help="integration steps for integrated_gradients")
     parser.add_argument("--rule", choices=RULES, default=None,
                         help=f"grad_rollout's rule (default: {RULES[0]}; chefer: Chefer et al. as published)")
@@ -86,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     if args.rule is not None:
         kwargs["rule"] = args.rule
     explanation = explain(model, tokenizer, text, method=args.method, target=args.target,
-                          max_length=args.max_length, **kwargs)
+                          max_length=args.max_length, long_text=args.long_text, **kwargs)
 
     score = explanation.probabilities.get(explanation.label, 0.0)
     uncertain = is_uncertain(score, args.min_confidence)
