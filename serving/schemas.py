@@ -120,6 +120,9 @@ class ExplanationResult(BaseModel):
     level: Level
     target: int = Field(description="index of the class explained (the predicted one)")
     importances: list[Importance] = Field(description="scores of non-special items; they sum to 1")
+    sentences: list[Importance] | None = Field(
+        None, description="/explain: the sentences' scores too, whatever `level` (a page shades sentences and "
+                          "highlights words from one answer)")
 
 
 class PredictionResult(BaseModel):
@@ -128,6 +131,8 @@ class PredictionResult(BaseModel):
     probabilities: dict[str, float]
     num_tokens: int = Field(description="tokens the model saw, with [CLS]/[SEP]; the whole text with chunk")
     truncated: bool = Field(description="tokens past the model's window were dropped")
+    num_windows: int = Field(1, description="windows the model read: more than 1 for a text past the window "
+                                            "with long_text chunk")
     uncertain: bool = Field(description="`score` is below the request's `min_confidence` (else the server's); "
                                         "`label` is still the most probable class")
     explanation: ExplanationResult | None = None

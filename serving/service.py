@@ -203,7 +203,7 @@ class AttnlensService:
         results = [
             PredictionResult(
                 label=p.label, score=p.score, probabilities=p.probabilities, num_tokens=p.num_tokens,
-                truncated=p.truncated, uncertain=is_uncertain(p.score, threshold),
+                truncated=p.truncated, num_windows=p.num_windows, uncertain=is_uncertain(p.score, threshold),
                 explanation=None if e is None else ExplanationResult(
                     method=e.method, level="word", target=e.target, importances=_importances(e, "word")),
             )
@@ -240,9 +240,11 @@ class AttnlensService:
         return ExplainResult(
             label=explanation.label, score=score,
             probabilities=explanation.probabilities, num_tokens=len(explanation.tokens),
-            truncated=explanation.truncated, uncertain=is_uncertain(score, _threshold(min_confidence)),
+            truncated=explanation.truncated, num_windows=explanation.num_windows,
+            uncertain=is_uncertain(score, _threshold(min_confidence)),
             explanation=ExplanationResult(method=method, level=level, target=explanation.target,
-                                          importances=_importances(explanation, level)),
+                                          importances=_importances(explanation, level),
+                                          sentences=_importances(explanation, "sentence")),
         )
 
 

@@ -66,18 +66,27 @@ def requested_urls(driver: webdriver.Chrome) -> list[str]:
     return [m["params"]["request"]["url"] for m in messages if m["method"] == "Network.requestWillBeSent"]
 
 
-def analyse(driver: webdriver.Chrome, url: str, text: str) -> dict[str, Any]:
-    """Open the page, type `text` as a user would, press Analyse, wait for the answer; what the page shows."""
+def analyse(driver: webdriver.Chrome, url: str, text: str, *, paste: bool = False) -> dict[str, Any]:
+    """Open the page, type `text` as a user would (`paste`: put it in the box at once, as pasting a
+    long review does), press Analyse, wait for the answer; what the page shows."""
     driver.get("about:blank")  # leave the start tab's new-tab page (it loads chrome:// resources)
     requested_urls(driver)  # and forget its requests
     driver.get(url)
     box = driver.find_element(By.ID, "text")
     box.clear()
-    box.send_keys(text)
+    if paste:
+        driver.execute_script("arguments[0].value = arguments[1];", box, text)
+    else:
+        box.send_keys(text)
     driver.find_element(By.ID, "submit").click()
     WebDriverWait(driver, ANSWER_TIMEOUT_S).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-state"))
     marks = driver.find_elements(By.CSS_SELECTOR, "#words mark")
+    sentences = driver.find_elements(By.CSS_SELECTOR, "#words .sentence")
     return {
+        "shown": driver.find_element(By.ID, "words").get_attribute("textContent"),
+        "details": driver.find_element(By.ID, "details").text,
+        "sentences": [sentence.get_attribute("textContent") for sentence in sentences],
+        "sentence_scores": [float(sentence.get_attribute("data-score")) for sentence in sentences],
         "state": driver.find_element(By.TAG_NAME, "body").get_attribute("data-state"),
         "label": driver.find_element(By.ID, "label").text,
         "error": driver.find_element(By.ID, "error").text,
@@ -88,12 +97,13 @@ def analyse(driver: webdriver.Chrome, url: str, text: str) -> dict[str, Any]:
     }
 
 
-def drive_index_page(url: str, text: str, tmp_dir: Path, screenshot: Path | None = None) -> dict[str, Any]:
+def drive_index_page(url: str, text: str, tmp_dir: Path, screenshot: Path | None = None, *,
+                     paste: bool = False) -> dict[str, Any]:
     """`analyse` in a fresh browser; with `screenshot`, the page after the answer is saved there as PNG."""
     profile = tmp_dir / "chromium-profile"
     profile.mkdir(parents=True, exist_ok=True)
     with headless_chromium(profile) as driver:
-        outcome = analyse(driver, url, text)
+        outcome = analyse(driver, url, text, paste=paste)
         if screenshot is not None:
             driver.save_screenshot(str(screenshot))
     return outcome

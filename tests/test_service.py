@@ -343,3 +343,19 @@ def test_index_page_in_headless_chromium(server, tmp_path):
         assert len(colours) > 16, f"{screenshot}: {len(colours)} colours"
         assert any(r < 80 and g < 80 and b < 80 for _, (r, g, b) in colours), f"{screenshot}: no dark text"
         assert any(r > 200 and 80 < g < 230 and b < 150 for _, (r, g, b) in colours), f"{screenshot}: no highlight"
+
+
+def test_index_page_shows_a_long_review_whole_with_sentences_and_words(server, library, tmp_path):
+    from browser_driver import drive_index_page
+
+    model, tokenizer, predictor = library
+    review = " ".join(f"Scene {n} is {'superb' if n % 3 else 'a dreadful bore'}." for n in range(60))
+    outcome = drive_index_page(f"{server.url}/", review, tmp_path, paste=True)
+    assert outcome["state"] == "done", outcome
+    expected = explain(model, tokenizer, review, max_length=predictor.max_length, long_text="chunk")
+    assert expected.num_windows > 1
+    assert outcome["shown"] == review  # the whole text, each character once
+    assert outcome["sentences"] == [s.text for s in expected.sentences] and len(outcome["sentences"]) == 60
+    assert outcome["sentence_scores"] == pytest.approx([s.score for s in expected.sentences], abs=1e-4)
+    assert outcome["marked"] == [w.word for w in expected.words]
+    assert f"in {expected.num_windows} windows" in outcome["details"]
