@@ -165,3 +165,27 @@ def test_predictions_equal_the_predictors_in_both_long_text_modes_and_blank_text
         assert report.calibration.before.nll == pytest.approx(float(nll) / len(texts), abs=1e-5)
         assert [s.name for s in report.slices["truncated"]] == (["truncated", "read whole"] if mode == "truncate"
                                                                else ["read whole"])
+
+
+def test_chunked_report_explains_past_the_first_window(planted_model, tokenizer):
+    """With long_text="chunk" the planted word late in a long text is found by the word tables,
+    the examples' shading and the deletion check, which read every window."""
+    filler = " ".join(["the film was on a"] * 130)  # 650 words, one piece each: past the window
+    texts = [f"{filler} {PLANTED[c]} {filler[:200]}" for c in (0, 1) for _ in range(6)]
+    labels = [c for c in (0, 1) for _ in range(6)]
+    report = build_report(planted_model, tokenizer, texts, labels, long_text="chunk", faithfulness_examples=6,
+                          deletion_words=1, progress=False)
+    assert report.metrics.accuracy == 1.0
+    for c in (0, 1):
+        assert report.words[c].by_mean[0].word == PLANTED[c]
+        check = report.deletion[c]
+        assert check.words == [PLANTED[c]] or PLANTED[c] in check.words
+    shown = [e for cell in report.cell_examples.values() for e in cell]
+    assert all(not e.truncated for e in shown)
+    errors_and_unsure = report.confident_errors + report.unsure_right
+    top = max(errors_and_unsure[0].words, key=lambda w: w[2])
+    assert errors_and_unsure[0].text[top[0] : top[1]] in PLANTED.values()
+    assert report.faithfulness.comprehensiveness > report.faithfulness.random_comprehensiveness
+    truncated = build_report(planted_model, tokenizer, texts, labels, long_text="truncate", faithfulness_examples=0,
+                             deletion_words=0, progress=False)
+    assert truncated.metrics.accuracy < 1.0  # the first window holds no planted word

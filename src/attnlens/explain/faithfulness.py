@@ -17,9 +17,9 @@ import torch
 
 from attnlens.classifier import eval_mode
 from attnlens.errors import InputError
-from attnlens.explain.erase import ids_without_words, pad_token_id, target_probabilities, words_in_order
+from attnlens.explain.erasable import Reader, erasable_texts
 from attnlens.explain.explanation import Explanation
-from attnlens.explain.inputs import encode_texts, resolve_max_length
+from attnlens.explain.inputs import resolve_max_length
 
 PERCENTAGES = (0.01, 0.05, 0.10, 0.20, 0.50)
 
@@ -71,40 +71,40 @@ def eraser_aopc(
     percentages: tuple[float, ...] = PERCENTAGES,
     batch_size: int = 64,
     full_probabilities: torch.Tensor | None = None,
+    long_text: str = "truncate",
 ) -> Faithfulness:
     """Comprehensiveness and sufficiency AOPC of word `rankings` (positions in reading order).
 
-    Texts are tokenised exactly as `explain` did (same tokenizer and `max_length`), so positions
-    in `Explanation.words` are the words seen here; truncated-away words play no part.
+    Texts are tokenised exactly as `explain` did (same tokenizer, `max_length` and `long_text`),
+    so positions in `Explanation.words` are the words seen here; with "truncate" the words cut
+    away play no part, with "chunk" the edited texts are read in windows as the prediction reads
+    them (attnlens.explain.erasable).
     `full_probabilities`: p(target | whole text) per example, when the caller has them (the
     explained forward pass's), which saves a pass; else computed.
     """
     limit = resolve_max_length(model, max_length)
-    pad_id = pad_token_id(model)
+    reader = Reader(model, tokenizer, limit, long_text, batch_size)
     with eval_mode(model):
         full_sequences, erased, kept, owners = [], [], [], []
-        for start in range(0, len(texts), batch_size):
-            batch = encode_texts(tokenizer, texts[start : start + batch_size], limit)
-            for i in range(len(batch)):
-                example = start + i
-                word_ids = words_in_order(batch, i)
-                if len(rankings[example]) != len(word_ids):
-                    raise InputError(
-                        f"example {example}: ranking has {len(rankings[example])} words, the input has {len(word_ids)}"
-                    )
-                ranked = [word_ids[p] for p in rankings[example]]
-                full_sequences.append(ids_without_words(batch, i, []))
-                for fraction in percentages:
-                    top = ranked[: number_to_remove(len(ranked), fraction)]
-                    rest = ranked[len(top) :]
-                    erased.append(ids_without_words(batch, i, top))
-                    kept.append(ids_without_words(batch, i, rest))
-                    owners.append(example)
-        p_full = (target_probabilities(model, full_sequences, targets, pad_id, batch_size)
+        for example, text in enumerate(erasable_texts(tokenizer, texts, limit, long_text)):
+            word_ids = text.words
+            if len(rankings[example]) != len(word_ids):
+                raise InputError(
+                    f"example {example}: ranking has {len(rankings[example])} words, the input has {len(word_ids)}"
+                )
+            ranked = [word_ids[p] for p in rankings[example]]
+            full_sequences.append(text.ids)
+            for fraction in percentages:
+                top = ranked[: number_to_remove(len(ranked), fraction)]
+                rest = ranked[len(top) :]
+                erased.append(text.without(top))
+                kept.append(text.without(rest))
+                owners.append(example)
+        p_full = (reader.target_probabilities(full_sequences, targets)
                   if full_probabilities is None else torch.as_tensor(full_probabilities, dtype=torch.float32))
         expanded_targets = [targets[e] for e in owners]
-        p_erased = target_probabilities(model, erased, expanded_targets, pad_id, batch_size)
-        p_kept = target_probabilities(model, kept, expanded_targets, pad_id, batch_size)
+        p_erased = reader.target_probabilities(erased, expanded_targets)
+        p_kept = reader.target_probabilities(kept, expanded_targets)
     bins = len(percentages)
     drop_erased = (p_full.repeat_interleave(bins) - p_erased).view(-1, bins).mean(dim=1)
     drop_kept = (p_full.repeat_interleave(bins) - p_kept).view(-1, bins).mean(dim=1)

@@ -3,12 +3,16 @@
 A long text is predicted from overlapping windows whose class probabilities are averaged with
 equal weights (attnlens.predict, windows placed by attnlens.text_windows). Its explanation reads
 the same windows: each window is explained for the text's class (the class of the averaged
-probabilities, or the caller's target), and a token's score is the sum, over the windows that
-hold it, of its score in that window times the window's weight in the prediction (1/k for k
-windows). Each window's scores sum to 1, so the text's do too; a token read by two windows (the
-overlap) collects evidence from both, as the prediction does. Offsets are the whole text's, so
-words and sentences cover all of it. A text that fits in one window is explained as with
-`long_text="truncate"`.
+probabilities, or the caller's target). A token's raw attribution is the sum, over the windows
+that hold it, of its raw attribution in that window times the window's weight in the prediction
+(1/k for k windows); the text's scores are then normalised by the rule of every explanation
+(attnlens.explain.words: the positive part, summing to 1). Raw attributions, not each window's
+normalised scores, are combined because they share a unit (log-odds shares, gradients,
+probability drops, attention mass): a window without evidence for the class then adds little,
+where normalised scores would give its strongest filler word as much mass as the decisive word
+of another window. A token read by two windows (the overlap) collects evidence from both, as the
+prediction does. Offsets are the whole text's, so words and sentences cover all of it. A text
+that fits in one window is explained as with `long_text="truncate"`.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import torch
 from attnlens.calibration import apply_temperature
 from attnlens.explain.explanation import Explanation, TokenImportance
 from attnlens.explain.inputs import EncodedText, blank_words_joined
-from attnlens.explain.words import word_importances
+from attnlens.explain.words import normalise, word_importances
 from attnlens.text_windows import default_overlap, window_starts
 from attnlens.tokenization import tokenize_user_texts
 
@@ -91,12 +95,12 @@ def combine(document: LongDocument, windows: list[Explanation], *, method: str, 
             labels: list[str], temperature: float) -> Explanation:
     """One explanation of the whole text from its windows' (all explained for `target`)."""
     weights = document.weights
-    scores = [0.0] * len(document.offsets)
     attributions = [0.0] * len(document.offsets)
     for start, weight, window in zip(document.starts, weights, windows, strict=True):
         for position, token in enumerate(window.tokens[1:-1], start=start):
-            scores[position] += weight * token.score
             attributions[position] += weight * token.attribution
+    raw = torch.tensor([attributions], dtype=torch.float64)
+    scores = normalise(raw, torch.zeros_like(raw, dtype=torch.bool))[0].tolist()
     first, last = windows[0].tokens[0], windows[0].tokens[-1]  # [CLS] and [SEP], score 0
     tokens = [first, *(
         TokenImportance(token=document.pieces[p], start=document.offsets[p][0], end=document.offsets[p][1],

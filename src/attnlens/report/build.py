@@ -1,12 +1,11 @@
 """`build_report`: audit a classifier on labelled texts; everything the page and the JSON show.
 
 The passes, in order (under one progress bar):
-1. one explanation per text with the model's default method, at word level (the first window of
-   a long text: explanations do not combine windows). Its forward pass is also the text's
-   prediction when texts are truncated, the Predictor's up to float rounding;
-2. predictions with attnlens.predict.Predictor where explanations do not give them: every text
-   with `long_text="chunk"` (windows averaged, as `attnlens predict` and the service do), and
-   texts without a visible character;
+1. one explanation per text with the model's default method, at word level, read as
+   `long_text` says (the first window, or every window combined: attnlens.explain.long_text).
+   Its forward passes are also the text's prediction, the Predictor's up to float rounding;
+2. predictions with attnlens.predict.Predictor where explanations do not give them: texts
+   without a visible character;
 3. the deletion check of each class's top words against random words;
 4. ERASER faithfulness of the explanations against a random ranking on a sample.
 Metrics, calibration, slices and the example lists come from these without more model work.
@@ -176,8 +175,8 @@ def build_report(
 ) -> Report:
     """Audit `model` on `texts` with their gold class indices `references` (see the module doc).
 
-    `long_text`: "truncate" or "chunk", as for the predictor (metrics use it; explanations read
-    the first window). The calibration section uses the model's stored temperature when it has
+    `long_text`: "truncate" or "chunk", as for the predictor (metrics, explanations, the deletion
+    check and faithfulness all read texts so). The calibration section uses the model's stored temperature when it has
     one, else fits one on this data (said in `temperature_source`: optimistic, as it is fitted
     and scored on the same texts). `faithfulness_examples=0` leaves the faithfulness section out.
     `method`: None is the model's default (attnlens.explain.api.default_method_for).
@@ -210,19 +209,19 @@ def build_report(
     for chunk in _chunks(len(texts)):
         readable = [i for i in chunk if texts[i].strip()]
         found.update(zip(readable, explain_batch(model, tokenizer, [texts[i] for i in readable], method=method,
-                                                 max_length=limit, batch_size=batch_size,
+                                                 max_length=limit, batch_size=batch_size, long_text=long_text,
                                                  max_batch_tokens=EXPLAIN_BATCH_TOKENS), strict=True))
         bar.update(len(chunk))
     seconds["explanations"] = time.perf_counter() - started
 
-    # 2. raw predictions (T = 1). Truncated, a text's prediction is its explained forward pass's
-    # own (equal to the Predictor's up to float rounding; the probabilities are un-calibrated
-    # again), which saves a pass. The Predictor scores what explanations do not cover: every
-    # text's windows with long_text="chunk", and blank texts (read as [CLS] [SEP]).
+    # 2. raw predictions (T = 1). A text's prediction is its explained forward passes' own
+    # (equal to the Predictor's up to float rounding; the probabilities are un-calibrated
+    # again), which saves a pass. The Predictor scores what explanations do not cover: blank
+    # texts (read as [CLS] [SEP]).
     started = time.perf_counter()
     bar.set_postfix_str("predicting")
     predictor = Predictor(model, tokenizer, max_length=limit, temperature=1.0)
-    scored = [i for i in range(len(texts)) if long_text == "chunk" or i not in found]
+    scored = [i for i in range(len(texts)) if i not in found]
     bar.total += len(scored)
     scored_predictions: dict[int, Any] = {}
     for chunk in _chunks(len(scored), 256):
@@ -276,8 +275,9 @@ def build_report(
 
     deletion = deletion_check(model, tokenizer, texts, explanations, explained, class_words, labels,
                               max_length=limit, max_texts=deletion_texts, seed=seed, on_class=class_checked,
-                              # Truncated predictions are the whole texts as the check reads them.
-                              full_probabilities=raw if long_text == "truncate" else None) if deletion_words else []
+                              long_text=long_text,
+                              # The predictions are of the whole texts as the check reads them.
+                              full_probabilities=raw) if deletion_words else []
     seconds["deletion_check"] = time.perf_counter() - started
 
     # 4. faithfulness on a sample
@@ -298,8 +298,8 @@ def build_report(
                         (ranked, [ranking_from_explanation(explanations[i]) for i in members]),
                         (shuffled, [random_ranking(len(explanations[i].words), seed + i) for i in members])):
                     scores = eraser_aopc(model, tokenizer, chunk_texts, rankings, targets, max_length=limit,
-                                         full_probabilities=None if long_text == "chunk"
-                                         else [float(raw[i, explained[i]]) for i in members])
+                                         long_text=long_text,
+                                         full_probabilities=[float(raw[i, explained[i]]) for i in members])
                     totals["comprehensiveness"] += scores.comprehensiveness
                     totals["sufficiency"] += scores.sufficiency
                 bar.update(len(members))

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 import torch
 
 from attnlens.classifier import eval_mode
-from attnlens.explain.erase import class_probabilities, ids_without_words, pad_token_id, words_in_order
+from attnlens.explain.erasable import Reader, erasable_texts
 from attnlens.explain.explanation import Explanation
-from attnlens.explain.inputs import encode_texts
 from attnlens.report.words import word_key
 
 DEFAULT_DELETION_WORDS = 10
@@ -43,14 +42,17 @@ def deletion_check(model, tokenizer, texts: Sequence[str], explanations: Sequenc
                    predictions: Sequence[int], class_words: dict[int, list[str]], labels: Sequence[str], *,
                    max_length: int, max_texts: int = DEFAULT_DELETION_TEXTS, seed: int = 0,
                    batch_size: int = 64, full_probabilities: torch.Tensor | None = None,
+                   long_text: str = "truncate",
                    on_class: Callable[[int], None] | None = None) -> list[DeletionCheck]:
     """One `DeletionCheck` per class in `class_words` (class index -> its top words).
 
-    `full_probabilities`: the model's raw (n, classes) probabilities of the whole texts as read
-    here (truncated to `max_length`), when the caller has them; else they are computed.
+    Texts are read as the explanations read them (`long_text`: the first window, or every
+    window averaged; attnlens.explain.erasable). `full_probabilities`: the model's raw (n,
+    classes) probabilities of the whole texts as read here, when the caller has them; else they
+    are computed.
     `on_class(texts)` is called after each class (a progress bar's step).
     """
-    pad_id = pad_token_id(model)
+    reader = Reader(model, tokenizer, max_length, long_text, batch_size)
     results = []
     with eval_mode(model):
         for c, words in class_words.items():
@@ -64,32 +66,31 @@ def deletion_check(model, tokenizer, texts: Sequence[str], explanations: Sequenc
             rng = random.Random(seed)
             for start in range(0, len(members), batch_size):
                 group = members[start : start + batch_size]
-                batch = encode_texts(tokenizer, [texts[i] for i in group], max_length)
-                for row, index in enumerate(group):
-                    word_ids = words_in_order(batch, row)
+                encoded = erasable_texts(tokenizer, [texts[i] for i in group], max_length, long_text)
+                for text, index in zip(encoded, group, strict=True):
+                    word_ids = text.words
                     # Positions in Explanation.words are the words in reading order (the same tokenisation).
                     hits = [word_ids[p] for p, w in enumerate(explanations[index].words) if word_key(w.word) in chosen]
                     if full_probabilities is None:
-                        full.append(ids_without_words(batch, row, []))
-                    top.append(ids_without_words(batch, row, hits))
-                    rand.append(ids_without_words(batch, row, rng.sample(word_ids, len(hits))))
+                        full.append(text.ids)
+                    top.append(text.without(hits))
+                    rand.append(text.without(rng.sample(word_ids, len(hits))))
                     deleted += len(hits)
             if not members:
                 results.append(DeletionCheck(labels[c], list(words), 0, 0.0, 0.0, 0.0, 0.0, 0.0))
             else:
-                results.append(_measure(model, labels[c], c, words, full, top, rand, deleted, members, pad_id, batch_size,
+                results.append(_measure(reader, labels[c], c, words, full, top, rand, deleted, members,
                                         full_probabilities))
             if on_class is not None:
                 on_class(len(members))
     return results
 
 
-def _measure(model, label: str, c: int, words: list[str], full: list, top: list, rand: list, deleted: int,
-             members: list[int], pad_id: int, batch_size: int, full_probabilities: torch.Tensor | None) -> DeletionCheck:
+def _measure(reader: Reader, label: str, c: int, words: list[str], full: list, top: list, rand: list, deleted: int,
+             members: list[int], full_probabilities: torch.Tensor | None) -> DeletionCheck:
     """The probability drops and flip rates of one class's texts, with its words and random ones deleted."""
-    p_top, p_rand = (class_probabilities(model, sequences, pad_id, batch_size) for sequences in (top, rand))
-    p_full = (class_probabilities(model, full, pad_id, batch_size) if full_probabilities is None
-              else full_probabilities[members].float())
+    p_top, p_rand = (reader.probabilities(sequences) for sequences in (top, rand))
+    p_full = reader.probabilities(full) if full_probabilities is None else full_probabilities[members].float()
     n = len(members)
     return DeletionCheck(
         label=label, words=list(words), texts=n, words_deleted=deleted / n,
