@@ -216,3 +216,111 @@ def test_a_killed_job_resumes_to_exactly_one_row_per_input_row(tmp_path, model_d
         assert row["label"] == expected["label"] and row["num_tokens"] == expected["num_tokens"]
         assert row["score"] == pytest.approx(expected["score"], abs=1e-6)
     assert not parts.exists()
+
+
+def test_lines_with_the_wrong_number_of_cells_become_error_rows_in_place(tmp_path, model_dir, predictor, capsys):
+    # Quoted cells with newlines and commas around the malformed lines: rows are records, not lines.
+    lines = ['ref,text', 'r1,"a gripping,\nfunny film"', 'r2,too,many,cells', 'r3', 'r4,"dull\n\nand flat"',
+             'r5,great', '"r6\nstill r6",not bad', 'r7,"one","two"', 'r8,fine']
+    input_path = tmp_path / "in.csv"
+    input_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    output_path = tmp_path / "out.jsonl"
+    assert run_cli(model_dir, input_path, output_path, "--id-column", "ref", "--window-rows", "2") == 0
+    written = read_output(output_path)
+    assert [row["row"] for row in written] == list(range(1, 9))
+    assert [row["id"] for row in written] == ["r1", None, None, "r4", "r5", "r6\nstill r6", None, "r8"]
+    assert written[1]["error"] == "row 2: the line has 4 cells where the header has 2"
+    assert written[2]["error"] == "row 3: the line has 1 cell where the header has 2"
+    assert written[6]["error"] == "row 7: the line has 3 cells where the header has 2"
+    good = [written[index] for index in (0, 3, 4, 5, 7)]
+    assert_predictions_match(good, ["a gripping,\nfunny film", "dull\n\nand flat", "great", "not bad", "fine"],
+                             predictor)
+    assert "3 errors" in capsys.readouterr().err
+
+    # A tsv line with an extra tab, and --strict, which stops at the first such line.
+    tsv = tmp_path / "in.tsv"
+    tsv.write_text('text\tlabel\ngood "film\t1\nbad\tfilm\t0\n', encoding="utf-8")
+    assert run_cli(model_dir, tsv, tmp_path / "out.csv", "--strict") == 2
+    assert f"{tsv}: row 2: the line has 3 cells where the header has 2" in capsys.readouterr().err
+
+
+def test_rows_are_placed_exactly_across_the_readers_blocks(tmp_path):
+    """A file larger than pyarrow's 1 MB block, with quoted newlines and malformed lines throughout,
+    read as Python's csv module reads it."""
+    from attnlens.batch.reading import BadLine, read_windows
+
+    lines, expected = ["text,id"], []
+    for index in range(1, 45_001):
+        if index % 997 == 0:
+            lines.append(f"bad {index},{index},extra")
+            expected.append(None)
+        elif index % 3 == 0:
+            lines.append(f'"film {index},\nwith a newline",{index}')
+            expected.append({"text": f"film {index},\nwith a newline", "id": str(index)})
+        else:
+            lines.append(f"film {index} was fine,{index}")
+            expected.append({"text": f"film {index} was fine", "id": str(index)})
+    path = tmp_path / "big.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert path.stat().st_size > 1_100_000
+    with path.open(encoding="utf-8", newline="") as handle:
+        assert sum(1 for _ in csv.reader(handle)) == len(expected) + 1
+
+    rows = [row for _, window in read_windows(path, 4096) for row in window]
+    assert len(rows) == len(expected)
+    for number, (row, wanted) in enumerate(zip(rows, expected, strict=True), start=1):
+        if wanted is None:
+            assert isinstance(row, BadLine) and "3 cells" in row.problem, number
+        else:
+            assert row == wanted, number
+
+
+def test_a_file_or_a_hub_dataset_id_is_told_apart_before_anything_is_read(tmp_path, model_dir, capsys):
+    input_path = write_input(tmp_path / "in.csv", [{"text": "fine"}])
+    assert run_cli(model_dir, input_path, tmp_path / "out.jsonl", "--split", "test") == 2
+    assert f"{input_path}: --split and --dataset-config are for Hub dataset ids" in capsys.readouterr().err
+    assert run_cli(model_dir, "org/reviews", tmp_path / "out.jsonl") == 2
+    assert "org/reviews: no such file; to score it as a Hub dataset id, name the split" in capsys.readouterr().err
+    assert run_cli(model_dir, tmp_path / "missing.csv", tmp_path / "out.jsonl") == 2
+    assert "missing.csv: no such input file" in capsys.readouterr().err
+
+
+def test_a_hub_dataset_split_is_scored_offline_from_the_datasets_cache(tmp_path, model_dir, predictor):
+    """The datasets cache that `load_dataset` leaves behind, filled here by `datasets` itself from a
+    folder in the Hub repo layout; the runs are offline, elsewhere, so only the cache can answer."""
+    import datasets
+
+    texts = ["a gripping film", "dull", "great", "", "not bad at all", None, "fine"]
+    repo = tmp_path / "attnlens_reviews"  # a Hub id without an owner, as "imdb"
+    (repo / "data").mkdir(parents=True)
+    pq.write_table(pa.table({"text": texts, "stars": [5, 1, 2, 3, 5, 4, 4]}),
+                   repo / "data" / "test-00000-of-00001.parquet")
+    cache = tmp_path / "datasets-cache"
+    filled = datasets.load_dataset(str(repo), split="test", cache_dir=str(cache))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_CACHE": str(cache),
+           "HF_HUB_CACHE": str(tmp_path / "hub-cache"), "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    output = elsewhere / "scored.jsonl"
+    arguments = [sys.executable, "-m", "attnlens", "predict", "--model", str(model_dir), "--input", "attnlens_reviews",
+                 "--split", "test", "--output", str(output), "--keep-columns", "stars", "--window-rows", "3"]
+
+    # --strict stops at row 4 after window 1: its job.json names the dataset, not a file.
+    strict = subprocess.run([*arguments, "--strict"], cwd=elsewhere, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert strict.returncode == 2, strict.stderr[-2000:]
+    assert "attnlens_reviews (test split): row 4: text column 'text' is empty" in strict.stderr
+    job = json.loads((elsewhere / "scored.jsonl.parts" / "job.json").read_text(encoding="utf-8"))
+    assert job["input"] == {"dataset": "attnlens_reviews", "config": None, "split": "test",
+                            "fingerprint": filled._fingerprint}
+
+    resumed = subprocess.run(arguments, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "4 rows (3 more resumed from parts)" in resumed.stderr
+    written = read_output(output)
+    assert [row["row"] for row in written] == list(range(1, 8))
+    assert [row["stars"] for row in written] == [5, 1, 2, 3, 5, 4, 4]
+    assert written[3]["error"] == "row 4: text column 'text' is empty"
+    assert written[5]["error"] == "row 6: text column 'text' is missing"
+    good = [written[index] for index in (0, 1, 2, 4, 6)]
+    assert_predictions_match(good, [text for text in texts if text], predictor)

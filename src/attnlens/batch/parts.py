@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from attnlens.batch.reading import HubDataset, InputSource
 from attnlens.errors import InputError
 
 JOB_FILE = "job.json"
@@ -22,10 +23,14 @@ def part_path(folder: Path, window_number: int, kind: str) -> Path:
     return folder / f"window-{window_number:06d}.{kind}"
 
 
-def input_identity(path: Path) -> dict[str, Any]:
-    """What tells a changed input file apart without reading it: path, size and modification time."""
-    stat = path.stat()
-    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+def input_identity(source: InputSource) -> dict[str, Any]:
+    """What tells a changed input apart without reading it: a file's path, size and modification
+    time; a Hub dataset's id, config, split and `datasets` fingerprint (which changes with the data)."""
+    if isinstance(source, HubDataset):
+        return {"dataset": source.dataset_id, "config": source.config, "split": source.split,
+                "fingerprint": source.dataset._fingerprint}
+    stat = source.stat()
+    return {"path": str(source.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
 def open_parts(output: Path, job: dict[str, Any], *, start_over: bool) -> Path:

@@ -1,15 +1,24 @@
 """`attnlens predict --model SPEC TEXT...`: the service's predictions without a server (one JSON
 line per text, with `uncertain` as the service's `min_confidence` gives it), for scripts and for
 checking a model before serving it. With `--input FILE --output FILE` it scores a whole csv / tsv /
-jsonl / parquet file in resumable windows (attnlens.batch, docs/batch.md)."""
+jsonl / parquet file (or a Hub dataset's split) in resumable windows, in one process or several
+(attnlens.batch, docs/batch.md)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import os
+import socket
+import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from attnlens.model_source import ModelSource
+    from attnlens.predict import Predictor
 
 
 def min_confidence(raw: str) -> float:
@@ -38,8 +47,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--quantize", choices=("none", "int8"), default="none",
                         help="predict with the opt-in int8 model (CPU)")
     files = parser.add_argument_group("scoring a file (docs/batch.md)")
-    files.add_argument("--input", type=Path, default=None, metavar="PATH",
-                       help="csv, tsv, jsonl (or .json lines) or parquet file to score instead of TEXTs")
+    files.add_argument("--input", default=None, metavar="PATH|HUB_ID",
+                       help="csv, tsv, jsonl (or .json lines) or parquet file to score instead of TEXTs, "
+                            "or a Hub dataset id (with --split)")
+    files.add_argument("--split", default=None, help="split of a Hub dataset to score (required for one)")
+    files.add_argument("--dataset-config", default=None, help="configuration of a Hub dataset")
     files.add_argument("--output", type=Path, default=None, metavar="PATH", help=".jsonl, .csv or .parquet")
     files.add_argument("--text-column", default="text")
     files.add_argument("--id-column", default=None, metavar="ID", help="copied to the output's `id`")
@@ -51,7 +63,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="auto: continue the same job's finished windows; never: start over")
     files.add_argument("--strict", action="store_true", help="stop at the first bad row instead of "
                        "writing it with an `error`")
-    parser.set_defaults(func=run)
+    files.add_argument("--processes", type=positive_int, default=1, metavar="N",
+                       help="share the windows among N processes on this machine (one per GPU, or CPU "
+                            "processes), started with `accelerate launch`")
+    # The parser travels with the arguments so that --processes can rebuild the command line.
+    parser.set_defaults(func=run, predict_parser=parser)
 
 
 def column_list(raw: str) -> tuple[str, ...]:
@@ -75,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.input is not None or args.output is not None:
         return run_file(args)
+    if args.processes > 1:
+        raise InputError("--processes shares the windows of a file: it needs --input and --output")
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     if not texts:
         raise InputError("no texts given (arguments or stdin)")
@@ -89,23 +107,91 @@ def run(args: argparse.Namespace) -> int:
 
 def run_file(args: argparse.Namespace) -> int:
     from attnlens.batch.job import BatchOptions, already_complete, predict_file
+    from attnlens.batch.processes import JobStopped, current_processes
+    from attnlens.batch.reading import input_source
     from attnlens.errors import InputError
     from attnlens.model_source import resolve_model
-    from attnlens.predict import Predictor
 
     if args.input is None or args.output is None or args.texts:
         raise InputError("scoring a file takes both --input and --output, and no TEXT arguments")
-    source = resolve_model(args.model)
+    if args.processes > 1:
+        return relaunch(args)
+    source = input_source(args.input, args.split, args.dataset_config)
+    output = Path(args.output)
+    processes = current_processes()
+    model = resolve_model(args.model)
     options = BatchOptions(
-        model=source.describe(), text_column=args.text_column, id_column=args.id_column, keep_columns=args.keep_columns,
+        model=model.describe(), text_column=args.text_column, id_column=args.id_column, keep_columns=args.keep_columns,
         long_text=args.long_text, window_rows=args.window_rows, min_confidence=args.min_confidence,
         quantize=args.quantize, resume=args.resume, strict=args.strict)
-    if already_complete(args.output, options):  # before loading the model: nothing to do
-        print(f"{args.output} is complete (no {args.output.name}.parts/ left); --resume never redoes it",
-              file=sys.stderr)
-        return 0
-    predictor = Predictor.from_pretrained(source.name_or_path, revision=source.revision, batch_size=args.batch_size,
-                                          quantize=args.quantize)
-    summary = predict_file(predictor, args.input, args.output, options)
-    print(f"{args.output}: {summary.line()}", file=sys.stderr)
+    try:
+        if already_complete(output, options):  # before loading the model: nothing to do
+            if processes.is_main:
+                print(f"{output} is complete (no {output.name}.parts/ left); --resume never redoes it",
+                      file=sys.stderr)
+            return 0
+        # int8 models run on the CPU only; a lone process keeps the model where loading puts it.
+        predictor = load_predictor(args, model, processes.device if args.quantize == "none" else None)
+        summary = predict_file(predictor, source, output, options, processes)
+    except JobStopped:
+        return 0  # the main process prints why and exits with an error, which the launcher reports
+    finally:
+        processes.close()
+    if processes.is_main:
+        print(f"{output}: {summary.line()}", file=sys.stderr)
     return 0
+
+
+def load_predictor(args: argparse.Namespace, model: ModelSource, device: Any) -> Predictor:
+    """The Predictor of `model` with its weights on `device` (None: where loading puts them)."""
+    from attnlens.predict import Predictor
+
+    predictor = Predictor.from_pretrained(model.name_or_path, revision=model.revision, batch_size=args.batch_size,
+                                          quantize=args.quantize, device=device)
+    if device is not None:
+        predictor.model.to(device)  # `device` only tells the Predictor where to send its inputs
+    return predictor
+
+
+def relaunch(args: argparse.Namespace) -> int:
+    """`--processes N`: run this command again under `accelerate launch` with N processes on this
+    machine (gloo on CPUs, one GPU each otherwise) and return its exit code."""
+    from attnlens.errors import InputError
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise InputError("--processes starts its own `accelerate launch`; leave it out under one")
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+               "--num_processes", str(args.processes), "--num_machines", "1", "--mixed_precision", "no",
+               "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1", "--main_process_port", str(free_port()),
+               "-m", "attnlens", *command_line(args.predict_parser, args, leave_out=("processes",))]
+    environment = dict(os.environ)
+    # N processes each with a thread per core would fight over the cores.
+    environment.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.processes)))
+    return subprocess.run(command, env=environment, check=False).returncode
+
+
+def command_line(parser: argparse.ArgumentParser, args: argparse.Namespace, leave_out: tuple[str, ...]) -> list[str]:
+    """The `attnlens predict` arguments that give `args` again: every option that differs from its
+    default (so options added later travel too), then the texts."""
+    arguments = ["predict"]
+    for action in parser._actions:  # argparse keeps no public list of a parser's options
+        if not action.option_strings or action.dest in (*leave_out, "help"):
+            continue
+        value = getattr(args, action.dest)
+        if value == action.default:
+            continue
+        flag = max(action.option_strings, key=len)
+        if action.nargs == 0:  # a switch such as --strict
+            arguments.append(flag)
+        elif isinstance(value, (list, tuple)):
+            arguments += [flag, ",".join(map(str, value))]
+        else:
+            arguments += [flag, str(value)]
+    return [*arguments, *args.texts]
+
+
+def free_port() -> int:
+    """A port for the processes to meet on; asking the kernel avoids two jobs' clashing on 29500."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
