@@ -78,6 +78,8 @@ def _typed_csv_row(row: dict[str, str]) -> dict:
     for key in ("truncated", "uncertain"):
         typed[key] = None if row[key] == "" else row[key] == "True"
     typed["error"] = row["error"] or None
+    if "explanation" in row:
+        typed["explanation"] = row["explanation"] or None
     return typed
 
 
@@ -324,3 +326,53 @@ def test_a_hub_dataset_split_is_scored_offline_from_the_datasets_cache(tmp_path,
     assert written[5]["error"] == "row 6: text column 'text' is missing"
     good = [written[index] for index in (0, 1, 2, 4, 6)]
     assert_predictions_match(good, [text for text in texts if text], predictor)
+
+
+@pytest.mark.parametrize(("output_name", "level", "long_text"), [
+    ("out.jsonl", "word", "chunk"), ("out.csv", "sentence", "truncate"), ("out.parquet", "token", "chunk")])
+def test_explain_adds_each_rows_explanation(tmp_path, model_dir, predictor, capsys, output_name, level, long_text):
+    """`--explain METHOD --level L`: each good row carries the explanation `explain_batch` gives (the
+    whole text with `--long-text chunk`), and its prediction is the explained pass's; bad rows
+    carry none."""
+    from attnlens.explain import explain_batch
+
+    texts = [*TEXTS[:6], "A fine film. Far too long, though!"]
+    rows = [{"text": text} for text in texts[:3]] + [{"text": "  "}] + [{"text": text} for text in texts[3:]]
+    input_path = write_input(tmp_path / "in.jsonl", rows)
+    output_path = tmp_path / output_name
+    assert run_cli(model_dir, input_path, output_path, "--explain", "occlusion", "--level", level,
+                   "--long-text", long_text, "--window-rows", "4") == 0, capsys.readouterr().err
+    written = read_output(output_path)
+    assert written[3]["error"] and written[3]["explanation"] is None
+    good = written[:3] + written[4:]
+    expected = explain_batch(predictor.model, predictor.tokenizer, texts, method="occlusion", long_text=long_text)
+    predictions = predictor.predict(texts, long_text=long_text)
+    def served_explanation(row: dict) -> dict:  # jsonl holds an object, csv and parquet its JSON text
+        return row["explanation"] if isinstance(row["explanation"], dict) else json.loads(row["explanation"])
+
+    for row, explanation, prediction in zip(good, expected, predictions, strict=True):
+        served = served_explanation(row)
+        assert served["method"] == "occlusion" and served["level"] == level
+        assert served["target"] == explanation.target
+        items = {"word": explanation.words, "sentence": explanation.sentences,
+                 "token": [t for t in explanation.tokens if not t.special]}[level]
+        assert [(i["start"], i["end"]) for i in served["importances"]] == [(i.start, i.end) for i in items]
+        # Batched otherwise than here: float rounding only.
+        assert [i["score"] for i in served["importances"]] == pytest.approx([i.score for i in items], abs=1e-4)
+        assert row["label"] == prediction.label and row["num_tokens"] == prediction.num_tokens
+        assert row["truncated"] == prediction.truncated
+        for label, probability in prediction.probabilities.items():
+            assert row["probabilities"][label] == pytest.approx(probability, abs=1e-5)
+    long_row = good[5]  # 40 words past the 32-token window
+    assert long_row["truncated"] is (long_text == "truncate")
+    last = served_explanation(long_row)["importances"][-1]["end"]
+    assert (last == len(texts[5])) is (long_text == "chunk")
+
+
+def test_explain_refuses_int8_and_texts_without_a_file(tmp_path, model_dir, capsys):
+    input_path = write_input(tmp_path / "in.csv", [{"text": "fine"}])
+    assert run_cli(model_dir, input_path, tmp_path / "out.jsonl", "--explain", "grad_rollout", "--quantize",
+                   "int8") == 2
+    assert "--explain needs the float32 model" in capsys.readouterr().err
+    assert main(["predict", "--model", str(model_dir), "--explain", "grad_rollout", "fine"]) == 2
+    assert "for texts use `attnlens explain`" in capsys.readouterr().err

@@ -15,11 +15,16 @@ from attnlens.batch.parts import JOB_FILE, input_identity, open_parts, part_path
 from attnlens.batch.processes import Processes
 from attnlens.batch.reading import BadLine, InputSource, Row, column_names, count_rows, read_windows
 from attnlens.batch.writing import OutputLayout, output_format, output_row
+from attnlens.calibration import is_uncertain
 from attnlens.errors import InputError
-from attnlens.predict import Predictor
+from attnlens.explain import Explanation, explain_batch
+from attnlens.predict import Prediction, Predictor
 
 RESERVED_COLUMNS = ("row", "id", "label", "score", "probabilities", "num_tokens", "truncated", "uncertain",
-                    "error")
+                    "explanation", "error")
+# Padded tokens per explanation batch: a gradient method's activations stay bounded however long
+# the texts of a window are.
+EXPLAIN_BATCH_TOKENS = 8192
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,8 @@ class BatchOptions:
     window_rows: int = 10_000
     min_confidence: float | None = None
     quantize: str = "none"
+    explain: str | None = None  # an explanation method: each row also gets its explanation
+    level: str = "word"  # the explanation's items: word, token or sentence
     resume: str = "auto"  # "auto": continue a matching parts folder; "never": delete it, start over
     strict: bool = False  # stop at the first bad row instead of writing it as an error row
     progress: bool = True
@@ -102,7 +109,7 @@ def _prepare(predictor: Predictor, source: InputSource, output_path: Path, optio
         kind = output_format(output_path)
         _check_columns(source, options)
         value_columns = [name for name in (options.id_column and "id", *options.keep_columns) if name]
-        layout = OutputLayout(kind, value_columns, predictor.labels)
+        layout = OutputLayout(kind, value_columns, predictor.labels, explained=options.explain is not None)
         if processes.is_main:
             open_parts(output_path, _job_record(source, kind, options), start_over=options.resume == "never")
     except Exception as error:
@@ -207,9 +214,17 @@ def _predict_window(predictor: Predictor, source: InputSource, first_row: int, r
         if problem and options.strict:
             raise InputError(f"{source}: row {first_row + offset}: {problem}")
     good = [index for index, problem in enumerate(problems) if problem is None]
-    predictions = dict(zip(good, predictor.predict(
-        [rows[index][options.text_column] for index in good],  # type: ignore[index]
-        long_text=options.long_text, min_confidence=options.min_confidence), strict=True))  # type: ignore[arg-type]
+    texts = [rows[index][options.text_column] for index in good]  # type: ignore[index]
+    explanations: dict[int, dict[str, Any]] = {}
+    if options.explain is None:
+        predictions = dict(zip(good, predictor.predict(texts, long_text=options.long_text,  # type: ignore[arg-type]
+                                                       min_confidence=options.min_confidence), strict=True))
+    else:  # the explained forward passes are the predictions, so label and explanation agree
+        explained = explain_batch(predictor.model, predictor.tokenizer, texts, method=options.explain,
+                                  max_length=predictor.max_length, batch_size=predictor.batch_size,
+                                  max_batch_tokens=EXPLAIN_BATCH_TOKENS, long_text=options.long_text) if texts else []
+        predictions = {index: prediction_of(e, options.min_confidence) for index, e in zip(good, explained, strict=True)}
+        explanations = {index: explanation_record(e, options.level) for index, e in zip(good, explained, strict=True)}
     records = []
     for index, row in enumerate(rows):
         values = {} if isinstance(row, BadLine) else row
@@ -218,11 +233,33 @@ def _predict_window(predictor: Predictor, source: InputSource, first_row: int, r
             kept = {"id": values.get(options.id_column), **kept}
         prediction = predictions.get(index)
         error = None if prediction else f"row {first_row + index}: {problems[index]}"
-        records.append(output_row(first_row + index, kept, prediction, error))
+        records.append(output_row(first_row + index, kept, prediction, error, explanations.get(index),
+                                  explained=options.explain is not None))
         summary.rows += 1
         summary.errors += error is not None
         summary.truncated += bool(prediction and prediction.truncated)
     return records
+
+
+def prediction_of(explanation: Explanation, min_confidence: float | None) -> Prediction:
+    """The prediction an explanation's forward passes made (the Predictor's up to float rounding)."""
+    score = explanation.probabilities[explanation.label]
+    return Prediction(label=explanation.label, score=score, probabilities=dict(explanation.probabilities),
+                      num_tokens=len(explanation.tokens), truncated=explanation.truncated,
+                      num_windows=explanation.num_windows, uncertain=is_uncertain(score, min_confidence))
+
+
+def explanation_record(explanation: Explanation, level: str) -> dict[str, Any]:
+    """The explanation as the service's `/explain` gives it: method, level, target, importances."""
+    if level == "word":
+        items = [(w.word, w.start, w.end, w.score) for w in explanation.words]
+    elif level == "sentence":
+        items = [(s.text, s.start, s.end, s.score) for s in explanation.sentences]
+    else:
+        items = [(t.token, t.start, t.end, t.score) for t in explanation.tokens if not t.special]
+    return {"method": explanation.method, "level": level, "target": explanation.target,
+            "importances": [{"text": text, "start": start, "end": end, "score": score}
+                            for text, start, end, score in items]}
 
 
 def _text_problem(row: Row, text_column: str) -> str | None:

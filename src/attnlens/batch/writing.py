@@ -34,9 +34,11 @@ def output_format(path: Path) -> str:
 
 
 def output_row(row_number: int, values: dict[str, Any], prediction: Prediction | None,
-               error: str | None) -> dict[str, Any]:
-    """One output record: `row`, the id/kept `values`, the prediction (or nulls) and `error`."""
-    return {
+               error: str | None, explanation: dict[str, Any] | None = None,
+               explained: bool = False) -> dict[str, Any]:
+    """One output record: `row`, the id/kept `values`, the prediction (or nulls), the
+    `explanation` when the job explains (`explained`), and `error`."""
+    record = {
         "row": row_number,
         **values,
         "label": prediction.label if prediction else None,
@@ -45,23 +47,27 @@ def output_row(row_number: int, values: dict[str, Any], prediction: Prediction |
         "num_tokens": prediction.num_tokens if prediction else None,
         "truncated": prediction.truncated if prediction else None,
         "uncertain": prediction.uncertain if prediction else None,
-        "error": error,
     }
+    if explained:
+        record["explanation"] = explanation
+    record["error"] = error
+    return record
 
 
 class OutputLayout:
     """The flat columns of csv/parquet output: probabilities become one `p_<label>` column each."""
 
-    def __init__(self, kind: str, value_columns: Sequence[str], labels: Sequence[str]) -> None:
+    def __init__(self, kind: str, value_columns: Sequence[str], labels: Sequence[str],
+                 explained: bool = False) -> None:
         self.kind = kind
         self.value_columns = list(value_columns)
         self.labels = list(labels)
         self.columns = ["row", *self.value_columns, "label", "score", *(f"p_{label}" for label in self.labels),
-                        "num_tokens", "truncated", "uncertain", "error"]
+                        "num_tokens", "truncated", "uncertain", *(["explanation"] if explained else []), "error"]
 
     def flat(self, record: dict[str, Any]) -> dict[str, Any]:
         flat = {key: value for key, value in record.items() if key != "probabilities"}
-        for column in self.value_columns:
+        for column in (*self.value_columns, *(["explanation"] if "explanation" in flat else [])):
             flat[column] = _as_text(flat[column])
         probabilities = record["probabilities"] or {}
         for label in self.labels:

@@ -33,6 +33,9 @@ def min_confidence(raw: str) -> float:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from attnlens.explain.api import METHODS, MODEL_SPECIFIC_METHODS
+    from attnlens.explain.render import LEVELS
+
     parser = subparsers.add_parser("predict", help="predict the sentiment of texts (one JSON line each)")
     parser.add_argument("texts", nargs="*", help="texts to classify; none: one text per line on stdin")
     parser.add_argument("--model", default=None,
@@ -53,6 +56,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     files.add_argument("--split", default=None, help="split of a Hub dataset to score (required for one)")
     files.add_argument("--dataset-config", default=None, help="configuration of a Hub dataset")
     files.add_argument("--output", type=Path, default=None, metavar="PATH", help=".jsonl, .csv or .parquet")
+    files.add_argument("--explain", choices=METHODS + MODEL_SPECIFIC_METHODS, default=None, metavar="METHOD",
+                       help="add each row's explanation by METHOD (e.g. grad_rollout; docs/explanations.md); the "
+                            "prediction is then the explained forward pass's, as the service's /explain gives it")
+    files.add_argument("--level", choices=LEVELS, default="word",
+                       help="with --explain: importances of words, word pieces (token) or sentences")
     files.add_argument("--text-column", default="text")
     files.add_argument("--id-column", default=None, metavar="ID", help="copied to the output's `id`")
     files.add_argument("--keep-columns", type=column_list, default=(), metavar="A,B",
@@ -93,6 +101,9 @@ def run(args: argparse.Namespace) -> int:
         return run_file(args)
     if args.processes > 1:
         raise InputError("--processes shares the windows of a file: it needs --input and --output")
+    if args.explain is not None:
+        raise InputError("--explain adds explanations to a scored file (--input, --output); "
+                         "for texts use `attnlens explain`")
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     if not texts:
         raise InputError("no texts given (arguments or stdin)")
@@ -114,6 +125,8 @@ def run_file(args: argparse.Namespace) -> int:
 
     if args.input is None or args.output is None or args.texts:
         raise InputError("scoring a file takes both --input and --output, and no TEXT arguments")
+    if args.explain is not None and args.quantize != "none":
+        raise InputError("--explain needs the float32 model (gradients have no int8 kernels): drop --quantize int8")
     if args.processes > 1:
         return relaunch(args)
     source = input_source(args.input, args.split, args.dataset_config)
@@ -123,7 +136,7 @@ def run_file(args: argparse.Namespace) -> int:
     options = BatchOptions(
         model=model.describe(), text_column=args.text_column, id_column=args.id_column, keep_columns=args.keep_columns,
         long_text=args.long_text, window_rows=args.window_rows, min_confidence=args.min_confidence,
-        quantize=args.quantize, resume=args.resume, strict=args.strict)
+        quantize=args.quantize, explain=args.explain, level=args.level, resume=args.resume, strict=args.strict)
     try:
         if already_complete(output, options):  # before loading the model: nothing to do
             if processes.is_main:
