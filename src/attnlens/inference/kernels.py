@@ -139,8 +139,22 @@ def packed_linear(owner: nn.Module, linears: Sequence[nn.Linear], x: Tensor, *, 
         # GELU unfused: its backward needs the pre-activation, which the fused kernel never keeps.
         out = _InputGradientProduct.apply(x, packed, bias, _packed(owner, linears, transposed=True)[0])
         return F.gelu(out) if gelu else out
-    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "gelu" if gelu else "none", [],
-                                              "none" if gelu else "")
+    rows = x.reshape(-1, x.shape[-1])
+    padded = _rows_to_bucket(rows)
+    out = torch.ops.mkldnn._linear_pointwise(padded, packed, bias, "gelu" if gelu else "none", [],
+                                             "none" if gelu else "")
+    return out[: rows.shape[0]].reshape(*x.shape[:-1], out.shape[-1])
+
+
+# oneDNN and ideep keep a primitive per product shape they meet (up to 1,024 each, LRU): packed
+# batches have as many row counts as sums of text lengths, thousands in a long job, and memory
+# rose with every new shape. Rows padded to a multiple of this keep the shapes few.
+ROW_BUCKET = 16
+
+
+def _rows_to_bucket(rows: Tensor) -> Tensor:
+    extra = -rows.shape[0] % ROW_BUCKET
+    return rows if extra == 0 else torch.cat([rows, rows.new_zeros(extra, rows.shape[1])])
 
 
 def linear(module: nn.Module, x: Tensor, *, gelu: bool = False) -> Tensor:
