@@ -38,7 +38,7 @@ from attnlens.tokenization import tokenize_user_texts
 def long_reviews(tokenizer, max_length: int, count: int, seed: int) -> tuple[list[str], int]:
     """A seeded sample of the imdb-2k reviews past the window, and how many there are."""
     reviews, _ = shared_data.imdb()
-    lengths = [len(ids) for ids in tokenize_user_texts(tokenizer, reviews, add_special_tokens=False)["input_ids"]]
+    lengths = [len(ids) for ids in tokenize_user_texts(tokenizer, reviews, add_special_tokens=False, verbose=False)["input_ids"]]
     long = [review for review, length in zip(reviews, lengths, strict=True) if length > max_length - 2]
     return random.Random(seed).sample(long, min(count, len(long))), len(long)
 
