@@ -113,6 +113,16 @@ def test_any_unicode_text_gets_an_answer_or_a_400_from_every_route_and_method(se
         response = post(server, "/explain", json.dumps({"text": text, "method": method, "level": "token"}).encode())
         assert response.status_code == 200, (method, response.text)
         assert_sane(response.json(), text)
+    # The same characters past the model's window, read whole: every window explained and combined.
+    long = " ".join([text] * 60)
+    response = post(server, "/explain", json.dumps({"text": long, "level": "sentence", "long_text": "chunk"}).encode())
+    assert response.status_code == 200, response.text
+    assert_sane(response.json(), long)
+    body = json.dumps({"texts": [long, "an ordinary sentence"], "explain": True, "long_text": "chunk"}).encode()
+    response = post(server, "/predict", body)
+    assert response.status_code == 200, response.text
+    for result, sent in zip(response.json(), [long, "an ordinary sentence"], strict=True):
+        assert_sane(result, sent)
 
 
 @pytest.mark.parametrize("method", METHODS)
