@@ -22,6 +22,7 @@ from starlette.responses import Response
 
 from attnlens.calibration import is_uncertain
 from attnlens.errors import InputError
+from attnlens.explain.render import spans
 from serving import connections, settings
 from serving.admission import Lane, Overloaded, text_cost
 from serving.explain_mode import explanation_mode
@@ -56,12 +57,9 @@ BATCH_TEXTS = bentoml.metrics.Histogram(
 
 
 def _importances(explanation, level: str) -> list[Importance]:
-    if level == "word":
-        return [Importance(text=w.word, start=w.start, end=w.end, score=w.score) for w in explanation.words]
-    if level == "sentence":  # grouped only now, on request (attnlens.explain.sentences)
-        return [Importance(text=s.text, start=s.start, end=s.end, score=s.score) for s in explanation.sentences]
-    return [Importance(text=t.token, start=t.start, end=t.end, score=t.score)
-            for t in explanation.tokens if not t.special]
+    # Sentences are grouped only now, on request (attnlens.explain.sentences).
+    return [Importance(text=text, start=start, end=end, score=score)
+            for text, start, end, score in spans(explanation, level)]
 
 
 def _threshold(min_confidence: float | None) -> float:

@@ -11,13 +11,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from attnlens.batch.formats import output_format
 from attnlens.batch.parts import JOB_FILE, input_identity, open_parts, part_path, parts_folder
 from attnlens.batch.processes import Processes
 from attnlens.batch.reading import BadLine, InputSource, Row, column_names, count_rows, read_windows
-from attnlens.batch.writing import OutputLayout, output_format, output_row
+from attnlens.batch.writing import OutputLayout, output_row
 from attnlens.calibration import is_uncertain
 from attnlens.errors import InputError
 from attnlens.explain import Explanation, explain_batch
+from attnlens.explain.render import spans
 from attnlens.predict import Prediction, Predictor
 
 RESERVED_COLUMNS = ("row", "id", "label", "score", "probabilities", "num_tokens", "truncated", "uncertain",
@@ -251,12 +253,7 @@ def prediction_of(explanation: Explanation, min_confidence: float | None) -> Pre
 
 def explanation_record(explanation: Explanation, level: str) -> dict[str, Any]:
     """The explanation as the service's `/explain` gives it: method, level, target, importances."""
-    if level == "word":
-        items = [(w.word, w.start, w.end, w.score) for w in explanation.words]
-    elif level == "sentence":
-        items = [(s.text, s.start, s.end, s.score) for s in explanation.sentences]
-    else:
-        items = [(t.token, t.start, t.end, t.score) for t in explanation.tokens if not t.special]
+    items = spans(explanation, level)
     return {"method": explanation.method, "level": level, "target": explanation.target,
             "importances": [{"text": text, "start": start, "end": end, "score": score}
                             for text, start, end, score in items]}

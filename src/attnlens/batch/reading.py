@@ -17,9 +17,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from attnlens.batch.formats import INPUT_FORMATS, input_format
 from attnlens.errors import InputError
 
-INPUT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 # Counting lines for the progress bar's total reads the file once more; past this it costs more
 # than the ETA is worth.
 COUNT_LINES_LIMIT_BYTES = 200 * 1024 * 1024
@@ -78,14 +78,6 @@ def input_source(spec: str, split: str | None = None, config: str | None = None)
         raise InputError(f"{spec}: no such file; to score it as a Hub dataset id, name the split "
                          "(e.g. --split test)")
     return HubDataset(spec, split, config)
-
-
-def input_format(path: Path) -> str:
-    try:
-        return INPUT_FORMATS[path.suffix.lower()]
-    except KeyError:
-        raise InputError(f"{path}: unsupported input extension {path.suffix!r}; "
-                         f"use one of {', '.join(INPUT_FORMATS)}") from None
 
 
 def column_names(source: InputSource) -> list[str] | None:

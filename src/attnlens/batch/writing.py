@@ -17,21 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from attnlens.errors import InputError
-
 if TYPE_CHECKING:
     from attnlens.predict import Prediction
-
-OUTPUT_FORMATS = {".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet"}
-
-
-def output_format(path: Path) -> str:
-    try:
-        return OUTPUT_FORMATS[path.suffix.lower()]
-    except KeyError:
-        raise InputError(f"{path}: unsupported output extension {path.suffix!r}; "
-                         f"use one of {', '.join(OUTPUT_FORMATS)}") from None
-
 
 def output_row(row_number: int, values: dict[str, Any], prediction: Prediction | None,
                error: str | None, explanation: dict[str, Any] | None = None,

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import torch
 
 from attnlens.explain.erase import class_probabilities, pad_token_id
-from attnlens.explain.inputs import blank_words_joined, tokenize_texts
+from attnlens.explain.inputs import tokenize_texts
+from attnlens.explain.long_text import whole_texts
 from attnlens.text_windows import check_long_text, default_overlap, window_starts
-from attnlens.tokenization import tokenize_user_texts
 
 
 @dataclass
@@ -44,14 +44,7 @@ def erasable_texts(tokenizer, texts: Sequence[str], max_length: int, long_text: 
         encoded = tokenize_texts(tokenizer, list(texts), max_length)
         return [ErasableText(ids=[i for i, w in zip(e.input_ids, e.word_ids, strict=True) if w is not None],
                              word_ids=[w for w in e.word_ids if w is not None]) for e in encoded]
-    encoding = tokenize_user_texts(tokenizer, list(texts), add_special_tokens=False, truncation=False,
-                                   return_offsets_mapping=True, verbose=False)
-    result = []
-    for index, text in enumerate(texts):
-        offsets = [tuple(pair) for pair in encoding["offset_mapping"][index]]
-        words = blank_words_joined(text, encoding.word_ids(index), offsets)
-        result.append(ErasableText(ids=list(encoding["input_ids"][index]), word_ids=[int(w) for w in words]))  # type: ignore[arg-type]
-    return result
+    return [ErasableText(ids=ids, word_ids=word_ids) for ids, _, word_ids in whole_texts(tokenizer, list(texts))]
 
 
 class Reader:

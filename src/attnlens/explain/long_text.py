@@ -48,19 +48,12 @@ class LongDocument:
 
 def encode_documents(tokenizer, texts: list[str], max_length: int, overlap: int | None = None) -> list[LongDocument]:
     """The windows of each text as `EncodedText`s ([CLS] window [SEP]), offsets into the text."""
-    if not texts:
-        return []
     body = max_length - 2
     overlap = default_overlap(body) if overlap is None else overlap
-    encoding = tokenize_user_texts(tokenizer, texts, add_special_tokens=False, truncation=False,
-                                   return_offsets_mapping=True, verbose=False)
     cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
     cls_token, sep_token = tokenizer.convert_ids_to_tokens([cls_id, sep_id])
     documents = []
-    for index, text in enumerate(texts):
-        ids = encoding["input_ids"][index]
-        offsets = [tuple(pair) for pair in encoding["offset_mapping"][index]]
-        word_ids = blank_words_joined(text, encoding.word_ids(index), offsets)
+    for text, (ids, offsets, word_ids) in zip(texts, whole_texts(tokenizer, texts), strict=True):
         pieces = tokenizer.convert_ids_to_tokens(ids)
         starts = window_starts(len(ids), body, overlap)
         windows = []
@@ -76,6 +69,21 @@ def encode_documents(tokenizer, texts: list[str], max_length: int, overlap: int 
             ))
         documents.append(LongDocument(text=text, pieces=pieces, offsets=offsets, word_ids=word_ids, starts=starts, windows=windows))
     return documents
+
+
+def whole_texts(tokenizer, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]], list[int]]]:
+    """(word-piece ids, offsets, word ids) of each whole text, no special tokens, no truncation;
+    words of white space alone joined to their neighbour as in attnlens.explain.inputs."""
+    if not texts:
+        return []
+    encoding = tokenize_user_texts(tokenizer, texts, add_special_tokens=False, truncation=False,
+                                   return_offsets_mapping=True, verbose=False)
+    result = []
+    for index, text in enumerate(texts):
+        offsets = [tuple(pair) for pair in encoding["offset_mapping"][index]]
+        word_ids = blank_words_joined(text, encoding.word_ids(index), offsets)
+        result.append((list(encoding["input_ids"][index]), offsets, word_ids))
+    return result  # type: ignore[return-value]
 
 
 def raw_probabilities(explanation: Explanation, temperature: float) -> torch.Tensor:
