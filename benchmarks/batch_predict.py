@@ -8,7 +8,8 @@ file with `datasets`, and against `Predictor` on texts already in memory (docs/b
 Inputs are the first `--rows` sentences of SST-2 train (67,349; repeated in file order past that),
 written as GLUE-style TSV (`sentence<TAB>label`, no quoting) under `--work`. Every contender runs in
 its own process with the same model, `--threads` torch threads, batch 32 and long texts truncated;
-each child process keeps freed memory for reuse, as the CLI does (attnlens.inference.allocator):
+each child process keeps freed memory for reuse and bounds oneDNN's caches, as the CLI does
+(attnlens.inference.allocator, attnlens.inference.primitive_caches):
 
 - **file job**: the real command `python -m attnlens predict --input rows.tsv --text-column sentence
   --output out.jsonl --batch-size 32 --resume never`; seconds are its summary line's (reading,
@@ -134,10 +135,12 @@ def predictor_role(args: argparse.Namespace) -> dict:
     import torch
 
     from attnlens.inference.allocator import keep_freed_memory
+    from attnlens.inference.primitive_caches import bound_primitive_caches
     from attnlens.predict import Predictor
 
     torch.set_num_threads(args.threads)
     malloc = keep_freed_memory()
+    caches = bound_primitive_caches()
     texts = [row["sentence"] for row in shared_data.read_rows(Path(args.input))]
     predictor = Predictor.from_pretrained(args.model, batch_size=BATCH_SIZE)
     started = time.perf_counter()
@@ -152,6 +155,7 @@ def predictor_role(args: argparse.Namespace) -> dict:
         "max_length": predictor.max_length,
         "threads": torch.get_num_threads(),
         "keep_freed_memory": malloc,
+        "primitive_caches": caches,
     }
 
 
@@ -162,9 +166,11 @@ def pipeline_role(args: argparse.Namespace) -> dict:
     from transformers.pipelines.pt_utils import KeyDataset
 
     from attnlens.inference.allocator import keep_freed_memory
+    from attnlens.inference.primitive_caches import bound_primitive_caches
 
     torch.set_num_threads(args.threads)
     malloc = keep_freed_memory()
+    caches = bound_primitive_caches()
     datasets.disable_progress_bars()
     pipe = transformers.pipeline(
         "text-classification",
@@ -203,6 +209,7 @@ def pipeline_role(args: argparse.Namespace) -> dict:
         "max_length": window,
         "threads": torch.get_num_threads(),
         "keep_freed_memory": malloc,
+        "primitive_caches": caches,
         "attn_implementation": pipe.model.config._attn_implementation,
         "dtype": str(pipe.model.dtype),
         "versions": {

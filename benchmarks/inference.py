@@ -16,11 +16,14 @@ model); ONNX Runtime float32 and int8 (transformers' model exported with `torch.
 graph optimizer (fused attention, SkipLayerNorm, BiasGelu); attnlens float32 (oneDNN, unpadded)
 and int8 (`attnlens.inference.quantize`). The process keeps freed memory for reuse (`attnlens.inference.allocator`,
 as the service and CLI do; it helps every PyTorch contender, ONNX Runtime has its own arena);
-`--malloc default` measures without it. ONNX Runtime comes from the `bench` extra:
+`--malloc default` measures without it. It bounds oneDNN's caches of prepared products, as they do
+(`attnlens.inference.primitive_caches`); `--primitive-caches default` keeps the libraries' own
+bounds. ONNX Runtime comes from the `bench` extra:
 
     pip install -e '.[bench]'
     python benchmarks/inference.py [--model DIR] [--data ../shared/data/sst2/validation.tsv] \\
-        [--repeats 3] [--limit N] [--only NAME ...] [--malloc tuned|default]
+        [--repeats 3] [--limit N] [--only NAME ...] [--malloc tuned|default] \\
+        [--primitive-caches bounded|default]
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ import transformers
 from attnlens import DEFAULT_BASE_MODEL, BertForSequenceClassification, load_tokenizer
 from attnlens.inference.allocator import keep_freed_memory
 from attnlens.inference.engine import classify
+from attnlens.inference.primitive_caches import bound_primitive_caches
 from attnlens.inference.quantize import quantize_int8
 from attnlens.loading import load_model
 
@@ -219,9 +223,14 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=None, help="contender names to time (reference always)")
     parser.add_argument("--malloc", choices=("tuned", "default"), default="tuned",
                         help="tuned: keep freed memory for reuse (attnlens.inference.allocator); default: glibc as is")
+    parser.add_argument("--primitive-caches", choices=("bounded", "default"), default="bounded",
+                        help="bounded: oneDNN's caches bounded as the service and CLI do "
+                             "(attnlens.inference.primitive_caches); default: the libraries' own bounds")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     malloc = "tuned" if args.malloc == "tuned" and keep_freed_memory() else "default"
+    caches = ("bounded to " + bound_primitive_caches()["ONEDNN_PRIMITIVE_CACHE_CAPACITY"]
+              if args.primitive_caches == "bounded" else "default")
     torch.manual_seed(0)
 
     load_before = os.getloadavg()[0]
@@ -263,7 +272,7 @@ def main() -> None:
     if (base, "sorted") not in results:
         base = REFERENCE
     print(f"\n{len(sentences)} sentences, batch {args.batch_size}, {args.threads} threads, median of "
-          f"{args.repeats} interleaved passes; malloc {malloc}; torch {torch.__version__}, transformers {transformers.__version__}"
+          f"{args.repeats} interleaved passes; malloc {malloc}; primitive caches {caches}; torch {torch.__version__}, transformers {transformers.__version__}"
           f"{_ort_version()}; model {args.model if args.family == 'bert' else args.family + ' (random, base-shaped)'}; 1-minute load average {load_before:.1f} at the start, "
           f"{os.getloadavg()[0]:.1f} at the end\n")
     print(f"| contender | as given (sent/s) | ratio vs {base} | sorted by length (sent/s) | ratio vs {base} "

@@ -76,11 +76,13 @@ class OfflineReference:
 
         from attnlens import BertForSequenceClassification, load_tokenizer
         from attnlens.inference.allocator import keep_freed_memory
+        from attnlens.inference.primitive_caches import bound_primitive_caches
         from attnlens.inference.quantize import apply_quantization
         from attnlens.predict import Predictor
 
         torch.set_num_threads(threads)
         keep_freed_memory()  # as the service does
+        bound_primitive_caches()
         self.model = BertForSequenceClassification.from_pretrained(model_dir).eval()
         self.tokenizer = load_tokenizer(model_dir)
         # Like the service: predictions from the (optionally int8) model, explanations float32.

@@ -36,8 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command in INFERENCE_SUBCOMMANDS:
         from attnlens.inference.allocator import keep_freed_memory
+        from attnlens.inference.primitive_caches import bound_primitive_caches
 
         keep_freed_memory()  # reuse activation buffers across batches (attnlens.inference.allocator)
+        bound_primitive_caches()  # memory that does not grow with each new batch shape
     try:
         return int(args.func(args) or 0)
     except AttnlensError as error:
