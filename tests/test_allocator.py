@@ -1,5 +1,6 @@
 """attnlens.inference.allocator: after `keep_freed_memory()`, freed activation buffers are reused instead of
-being handed back to the kernel and page-faulted in again. Measured by the process's own
+being handed back to the kernel and page-faulted in again; `release_free_memory()` hands them back
+when a long job asks (between a file job's windows). Measured by the process's own
 minor page-fault count, in fresh subprocesses so this test process keeps glibc's defaults.
 
 The comparison pins glibc's initial thresholds (128 KiB) in the other process: glibc raises them
@@ -59,3 +60,27 @@ def test_freed_buffers_are_reused_instead_of_faulted_in_again():
     # next batch (hundreds of thousands of page faults); kept, only heap growth faults (~2,000).
     assert default_faults > 50_000, default_faults
     assert faults < default_faults / 10, f"{faults} page faults kept vs {default_faults} as is"
+
+
+RELEASE_PROBE = """
+import os, torch
+from attnlens.inference.allocator import keep_freed_memory, release_free_memory
+def resident_mib():
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+assert keep_freed_memory()
+buffers = [torch.ones(4 * 2**20) for _ in range(16)]  # 16 MiB each: below the raised mmap threshold
+del buffers[:-1]  # all but the last freed; the last keeps the heap's top in use, as live data does
+kept = resident_mib()
+released = release_free_memory()
+print(released, kept - resident_mib())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim: Linux only")
+def test_released_free_memory_goes_back_to_the_kernel_between_units_of_work():
+    result = subprocess.run([sys.executable, "-c", RELEASE_PROBE], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    released, dropped = result.stdout.split()
+    # 15 freed 16 MiB buffers below a live one: kept by keep_freed_memory, then handed back.
+    assert released == "True"
+    assert float(dropped) > 200, f"resident memory fell by {dropped} MiB"

@@ -20,6 +20,7 @@ from attnlens.calibration import is_uncertain
 from attnlens.errors import InputError
 from attnlens.explain import Explanation, explain_batch
 from attnlens.explain.render import spans
+from attnlens.inference.allocator import release_free_memory
 from attnlens.predict import Prediction, Predictor
 
 RESERVED_COLUMNS = ("row", "id", "label", "score", "probabilities", "num_tokens", "truncated", "uncertain",
@@ -183,6 +184,7 @@ def _window(predictor: Predictor, source: InputSource, first_row: int, rows: lis
         summary.resumed_rows += len(rows)
     else:
         layout.write_part(_predict_window(predictor, source, first_row, rows, options, summary), part)
+        release_free_memory()  # each window starts from the same heap: the job's peak does not creep up
 
 
 def _own_rows(total: int | None, window_rows: int, processes: Processes) -> int | None:

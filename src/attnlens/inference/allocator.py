@@ -11,7 +11,8 @@ Raising both thresholds keeps those blocks in the heap for reuse, what tcmalloc 
 
 This changes the whole process's allocator, so only programs that run inference call it (the
 service, `attnlens predict`/`evaluate`/`explain`, the benchmarks); importing attnlens does not.
-The cost is memory the process keeps after a peak: at most `trim_threshold` bytes of free heap.
+The cost is memory the process keeps after a peak: at most `trim_threshold` bytes of free heap,
+which long jobs hand back between units of work with `release_free_memory`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,18 @@ DISABLE_VARIABLE = "ATTNLENS_KEEP_FREED_MEMORY"  # "0" turns the tuning off
 
 
 @functools.cache
+def _glibc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        libc.mallopt.argtypes, libc.mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+        libc.malloc_trim.argtypes, libc.malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
+    except (OSError, AttributeError, TypeError):
+        return None  # not glibc (macOS, musl): these calls are glibc's
+    return libc
+
+
+@functools.cache
 def keep_freed_memory(mmap_threshold: int = DEFAULT_MMAP_THRESHOLD,
                       trim_threshold: int = DEFAULT_TRIM_THRESHOLD) -> bool:
     """Raise glibc's mmap and trim thresholds once per process; True if they were set.
@@ -40,11 +53,20 @@ def keep_freed_memory(mmap_threshold: int = DEFAULT_MMAP_THRESHOLD,
     """
     if os.environ.get(DISABLE_VARIABLE, "1").strip() == "0":
         return False
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError, TypeError):
+    libc = _glibc()
+    if libc is None:
         return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold))
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, trim_threshold))
+
+
+def release_free_memory() -> bool:
+    """Give the heap's free pages back to the kernel now (glibc's `malloc_trim`); True if any were.
+
+    For long jobs between units of work (a file job's windows): freed memory kept for reuse is
+    laid out anew by each unit, and a unit whose buffers do not fit the holes the last one left
+    grows the heap, so a long job's peak would creep up. Released between units, every unit
+    starts from the same free heap. It costs the next unit's first batches their page faults
+    again, little next to a unit of thousands of texts. A no-op returning False without glibc.
+    """
+    libc = _glibc()
+    return libc is not None and bool(libc.malloc_trim(0))
