@@ -36,13 +36,16 @@ def planted_examples(n: int, seed: int, neutral_fraction: float = 0.0) -> tuple[
 
 
 def train_planted_model(tokenizer, seed: int = 1, max_steps: int = 400, neutral_fraction: float = 0.2,
-                        stop_below: float | None = 0.25):
+                        stop_below: float | None = 0.22):
     """A 2-layer, 2-head BERT (hidden 32, BERT's usual dropout 0.1) trained until it solves the task.
 
     Training stops once the smoothed loss is below `stop_below`, near the floor the neutral texts
     impose (0.2 * ln 2 ≈ 0.14 plus a margin), i.e. when the model is right and confident but before
     it saturates; see docs/explanations.md for what over-training does to gradient x attention
     (`stop_below=None` trains all `max_steps`: benchmarks/planted_saturation.py over-trains so).
+    The margin is small because the stopping step depends on the CPU's float rounding: at 0.25,
+    on a CPU with AVX-512 VNNI, seed 1 stopped 20 steps earlier, with the planted word's lead too
+    small for integrated gradients and for windows of 500 filler words.
     """
     threads = torch.get_num_threads()
     # One thread: tiny matrices gain nothing from more, and on a busy machine extra threads
