@@ -9,7 +9,7 @@ Inputs are the first `--rows` sentences of SST-2 train (67,349; repeated in file
 written as GLUE-style TSV (`sentence<TAB>label`, no quoting) under `--work`. Every contender runs in
 its own process with the same model, `--threads` torch threads, batch 32 and long texts truncated;
 each child process keeps freed memory for reuse and bounds oneDNN's caches, as the CLI does
-(attnlens.inference.allocator, attnlens.inference.primitive_caches):
+(attnlens.inference.process_setup):
 
 - **file job**: the real command `python -m attnlens predict --input rows.tsv --text-column sentence
   --output out.jsonl --batch-size 32 --resume never`; seconds are its summary line's (reading,
@@ -134,13 +134,11 @@ def role_child(
 def predictor_role(args: argparse.Namespace) -> dict:
     import torch
 
-    from attnlens.inference.allocator import keep_freed_memory
-    from attnlens.inference.primitive_caches import bound_primitive_caches
+    from attnlens.inference.process_setup import prepare_inference_process
     from attnlens.predict import Predictor
 
     torch.set_num_threads(args.threads)
-    malloc = keep_freed_memory()
-    caches = bound_primitive_caches()
+    setup = prepare_inference_process()
     texts = [row["sentence"] for row in shared_data.read_rows(Path(args.input))]
     predictor = Predictor.from_pretrained(args.model, batch_size=BATCH_SIZE)
     started = time.perf_counter()
@@ -154,8 +152,7 @@ def predictor_role(args: argparse.Namespace) -> dict:
         "truncated": sum(p.truncated for p in predictions),
         "max_length": predictor.max_length,
         "threads": torch.get_num_threads(),
-        "keep_freed_memory": malloc,
-        "primitive_caches": caches,
+        **setup,
     }
 
 
@@ -165,12 +162,10 @@ def pipeline_role(args: argparse.Namespace) -> dict:
     import transformers
     from transformers.pipelines.pt_utils import KeyDataset
 
-    from attnlens.inference.allocator import keep_freed_memory
-    from attnlens.inference.primitive_caches import bound_primitive_caches
+    from attnlens.inference.process_setup import prepare_inference_process
 
     torch.set_num_threads(args.threads)
-    malloc = keep_freed_memory()
-    caches = bound_primitive_caches()
+    setup = prepare_inference_process()
     datasets.disable_progress_bars()
     pipe = transformers.pipeline(
         "text-classification",
@@ -208,8 +203,7 @@ def pipeline_role(args: argparse.Namespace) -> dict:
         "truncated": sum(n > window for n in lengths),
         "max_length": window,
         "threads": torch.get_num_threads(),
-        "keep_freed_memory": malloc,
-        "primitive_caches": caches,
+        **setup,
         "attn_implementation": pipe.model.config._attn_implementation,
         "dtype": str(pipe.model.dtype),
         "versions": {

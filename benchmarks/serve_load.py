@@ -75,14 +75,12 @@ class OfflineReference:
         import torch
 
         from attnlens import BertForSequenceClassification, load_tokenizer
-        from attnlens.inference.allocator import keep_freed_memory
-        from attnlens.inference.primitive_caches import bound_primitive_caches
+        from attnlens.inference.process_setup import prepare_inference_process
         from attnlens.inference.quantize import apply_quantization
         from attnlens.predict import Predictor
 
         torch.set_num_threads(threads)
-        keep_freed_memory()  # as the service does
-        bound_primitive_caches()
+        prepare_inference_process()  # as the service does
         self.model = BertForSequenceClassification.from_pretrained(model_dir).eval()
         self.tokenizer = load_tokenizer(model_dir)
         # Like the service: predictions from the (optionally int8) model, explanations float32.

@@ -79,15 +79,13 @@ def _serve(connection, cancels, name_or_path: str, revision: str | None, threads
 
         from attnlens import load_tokenizer
         from attnlens.explain import explain_batch
-        from attnlens.inference.allocator import keep_freed_memory
-        from attnlens.inference.primitive_caches import bound_primitive_caches
+        from attnlens.inference.process_setup import prepare_inference_process
         from attnlens.inference.quantize import apply_quantization
         from attnlens.loading import load_model
         from attnlens.predict import PredictionCancelled, Predictor
 
         torch.set_num_threads(threads)
-        keep_freed_memory()  # reuse activation buffers across batches (attnlens.inference.allocator)
-        bound_primitive_caches()  # memory that does not grow with each new batch shape
+        prepare_inference_process()  # buffers reused across batches; memory bounded across batch shapes
         model = load_model(name_or_path, revision=revision).eval()  # BERT or a baseline, by config.json
         tokenizer = load_tokenizer(name_or_path, revision=revision)
         # Predictions from the (optionally int8) model; explanations keep the float32 model,

@@ -35,11 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command in INFERENCE_SUBCOMMANDS:
-        from attnlens.inference.allocator import keep_freed_memory
-        from attnlens.inference.primitive_caches import bound_primitive_caches
+        from attnlens.inference.process_setup import prepare_inference_process
 
-        keep_freed_memory()  # reuse activation buffers across batches (attnlens.inference.allocator)
-        bound_primitive_caches()  # memory that does not grow with each new batch shape
+        prepare_inference_process()  # buffers reused across batches; memory bounded across batch shapes
     try:
         return int(args.func(args) or 0)
     except AttnlensError as error:

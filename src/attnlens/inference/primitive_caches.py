@@ -16,7 +16,8 @@ products again: a few percent of a prediction's time, none measurable for gradie
 
 Both libraries read their capacity from the environment once, when they first prepare a product,
 so this runs at the start of a program that does inference (the service's model process,
-`attnlens predict`/`evaluate`/`explain`, the benchmarks), like `attnlens.inference.allocator`.
+`attnlens predict`/`evaluate`/`explain`, the benchmarks), with `attnlens.inference.allocator`'s
+setting, through `attnlens.inference.process_setup`.
 A capacity the user set in the environment is kept.
 """
 
